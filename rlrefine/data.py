@@ -1,0 +1,77 @@
+"""Datasets by name or path, checked for the columns the pipeline needs.
+
+``world`` (and ``world:<preset>``) is generated on the fly, deterministically; a folder written by
+``save_to_disk`` or a JSONL file (schema below) is read with ``datasets``. Real datasets (GSM8K, DROP,
+Bamboogle) come in through the same schema.
+
+JSONL schema, one problem per line: ``question`` and ``answer`` (required); ``context`` (text the solver
+sees, may be empty), ``id``, ``subquestions`` (gold decomposition, list of strings), ``metric`` (one of
+``grading.METRICS``, default ``numeric``), ``domain``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
+
+from rlrefine.grading import METRICS
+from rlrefine.world import PRESETS, generate, world_config
+
+REQUIRED = ("question", "answer")
+DATASET_HELP = f"'world', 'world:<preset>' (presets: {', '.join(PRESETS)}), a save_to_disk folder, or a .jsonl file"
+
+
+def _complete(ds: Dataset, source: str) -> Dataset:
+    """Check required columns and fill the optional ones, so every consumer sees one schema."""
+    for column in REQUIRED:
+        if column not in ds.column_names:
+            raise ValueError(f"{source}: missing column {column!r} (have: {', '.join(ds.column_names)})")
+    defaults = {
+        "id": None,
+        "context": "",
+        "subquestions": [],
+        "metric": "numeric",
+        "domain": "",
+        "graph": "",
+        "depth": 0,
+    }
+    for column, default in defaults.items():
+        if column not in ds.column_names:
+            if column == "id":
+                ds = ds.add_column("id", [f"{i:05d}" for i in range(len(ds))])
+            else:
+                ds = ds.add_column(column, [default] * len(ds))
+    bad = sorted(set(ds["metric"]) - set(METRICS))
+    if bad:
+        raise ValueError(f"{source}: unknown metric {bad[0]!r} in column 'metric'; valid: {', '.join(METRICS)}")
+    return ds
+
+
+def load_splits(data: str) -> DatasetDict:
+    """All splits of a dataset given by name or path."""
+    name, _, preset = data.partition(":")
+    if name == "world":
+        return generate(world_config(preset or "default"))
+    if os.path.isdir(data):
+        loaded = load_from_disk(data)
+        loaded = loaded if isinstance(loaded, DatasetDict) else DatasetDict({"test": loaded})
+    elif data.endswith((".jsonl", ".json")) and Path(data).is_file():
+        loaded = DatasetDict({"test": load_dataset("json", data_files=data, split="train")})
+    else:
+        raise ValueError(f"unknown dataset {data!r}; valid: {DATASET_HELP}")
+    return DatasetDict({split: _complete(ds, f"{data} [{split}]") for split, ds in loaded.items()})
+
+
+def load_split(data: str, split: str = "test", limit: int | None = None, domain: str | None = None) -> Dataset:
+    splits = load_splits(data)
+    if split not in splits:
+        raise ValueError(f"dataset {data!r} has no split {split!r}; valid: {', '.join(splits)}")
+    ds = splits[split]
+    if domain:
+        domains = sorted(set(ds["domain"]))
+        if domain not in domains:
+            raise ValueError(f"dataset {data!r} has no domain {domain!r}; valid: {', '.join(domains)}")
+        ds = ds.filter(lambda r: r["domain"] == domain)
+    return ds.select(range(min(limit, len(ds)))) if limit else ds

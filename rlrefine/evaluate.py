@@ -1,0 +1,193 @@
+"""``rlrefine eval``: every (decomposer x solver) cell on a dataset split -> ``results.json`` + ``results.md``.
+
+Per cell: accuracy, n, solver failures, mean sub-questions, format validity, accuracy per domain and depth,
+decomposer and solver tokens, and cost under a price table (the paper's cost columns). Decompositions are
+computed once per decomposer and cached as JSONL, cells as JSON: a killed evaluation resumes where it
+stopped. Token counts are the model's tokens for model decomposers/solvers and whitespace words for the
+symbolic ones (a stand-in for what an LLM would read and write).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from rlrefine.atomic import write_json, write_text
+from rlrefine.decomposers import Decomposer, make_decomposer
+from rlrefine.format import parse
+from rlrefine.pipeline import decompose, solve_and_grade
+from rlrefine.solvers import DEFAULT_SOLVERS, Solver, make_solver
+
+# USD per 1M tokens (input, output). Teacher and solver at GPT-3.5-turbo list price, as in the paper's cost
+# columns; a distilled student at the price of serving a small model. Override with --prices FILE.yaml.
+DEFAULT_PRICES: dict[str, tuple[float, float]] = {
+    "teacher": (0.5, 1.5),
+    "solver": (0.5, 1.5),
+    "student": (0.05, 0.1),
+    "oracle": (0.0, 0.0),
+    "none": (0.0, 0.0),
+}
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", name).strip("_")[-80:] or "x"
+
+
+def rows_key(rows: Sequence[Mapping]) -> str:
+    """Identity of the evaluated rows, so a cache from other data is never reused."""
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update(f"{row['id']}\x00{row['question']}\x00{row['context']}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def cost(prices: Mapping[str, Sequence[float]], key: str, prompt_tokens: int, completion_tokens: int) -> float:
+    price_in, price_out = prices.get(key, (0.0, 0.0))
+    return (prompt_tokens * price_in + completion_tokens * price_out) / 1e6
+
+
+def summarize(rows: Sequence[Mapping], decomposed, parsed, records, decomposer, solver, prices) -> dict:
+    scored = [r["score"] for r in records if r["score"] is not None]
+    by: dict[str, dict] = {"domain": defaultdict(list), "depth": defaultdict(list)}
+    for row, rec in zip(rows, records):
+        if rec["score"] is not None:
+            for key in by:
+                if row.get(key) not in (None, "", 0):
+                    by[key][str(row[key])].append(rec["score"])
+    n = len(rows)
+    dec_in = sum(d.prompt_tokens for d in decomposed)
+    dec_out = sum(d.completion_tokens for d in decomposed)
+    sol_in = sum(r["solver_prompt_tokens"] for r in records)
+    sol_out = sum(r["solver_completion_tokens"] for r in records)
+    dollars = cost(prices, decomposer.price_key, dec_in, dec_out) + cost(prices, solver.price_key, sol_in, sol_out)
+    return {
+        "decomposer": decomposer.name,
+        "solver": solver.name,
+        "n": n,
+        "accuracy": sum(scored) / n if n else 0.0,
+        "errors": n - len(scored),
+        "mean_subquestions": sum(p.count for p in parsed) / max(n, 1),
+        "valid_format": sum(p.valid for p in parsed) / max(n, 1),
+        "by_domain": {k: sum(v) / len(v) for k, v in sorted(by["domain"].items())},
+        "by_depth": {k: sum(v) / len(v) for k, v in sorted(by["depth"].items())},
+        "tokens": {"decomposer_in": dec_in, "decomposer_out": dec_out, "solver_in": sol_in, "solver_out": sol_out},
+        "cost_usd": dollars,
+        "cost_usd_per_1k": 1000 * dollars / max(n, 1),
+    }
+
+
+def evaluate(
+    rows: Sequence[Mapping],
+    decomposers: Sequence[str | Decomposer],
+    solvers: Sequence[str | Solver],
+    out: str | Path | None = None,
+    prices: Mapping[str, Sequence[float]] | None = None,
+    batch_size: int = 64,
+    progress: bool = True,
+) -> dict:
+    """Evaluate every cell; with ``out``, cache and resume, and write results.json and results.md there."""
+    prices = {**DEFAULT_PRICES, **(prices or {})}
+    decomposers = [make_decomposer(d) for d in decomposers]  # resolve all names before any work
+    solvers = [make_solver(s) for s in solvers]
+    rows = list(rows)
+    key = rows_key(rows)
+    out = Path(out) if out else None
+    cells, timings = [], {}
+    for dec in decomposers:
+        cache = out / "cache" / key / f"{_safe(dec.name)}.jsonl" if out else None
+        start = time.perf_counter()
+        decomposed = decompose(dec, rows, batch_size, cache=cache, progress=progress)
+        timings[dec.name] = time.perf_counter() - start
+        parsed = [parse(d.text) for d in decomposed]
+        for solver in solvers:
+            cell_path = out / "cache" / key / f"{_safe(dec.name)}__{_safe(solver.name)}.json" if out else None
+            if cell_path and cell_path.exists():
+                cells.append(json.loads(cell_path.read_text()))
+                continue
+            records = solve_and_grade(rows, parsed, solver)
+            cell = summarize(rows, decomposed, parsed, records, dec, solver, prices)
+            if cell_path:
+                write_json(cell_path, cell)
+            cells.append(cell)
+    results = {
+        "n": len(rows),
+        "rows_key": key,
+        "prices_usd_per_1M": prices,
+        "decompose_seconds": timings,
+        "cells": cells,
+    }
+    if out:
+        write_json(out / "results.json", results)
+        write_text(out / "results.md", report(results))
+    return results
+
+
+def report(results: Mapping) -> str:
+    """Markdown: an accuracy matrix (decomposer rows x solver columns), then per-cell detail."""
+    cells = results["cells"]
+    decs = list(dict.fromkeys(c["decomposer"] for c in cells))
+    sols = list(dict.fromkeys(c["solver"] for c in cells))
+    acc = {(c["decomposer"], c["solver"]): c for c in cells}
+    lines = [f"# Evaluation ({results['n']} problems)", "", "Accuracy", ""]
+    lines += ["| decomposer | " + " | ".join(sols) + " | mean |", "|---" * (len(sols) + 2) + "|"]
+    for d in decs:
+        row = [acc[d, s]["accuracy"] for s in sols if (d, s) in acc]
+        lines.append(f"| {d} | " + " | ".join(f"{a:.3f}" for a in row) + f" | {sum(row) / max(len(row), 1):.3f} |")
+    lines += [
+        "",
+        "| decomposer | solver | acc | n | errors | sub-q | valid | dec tok in/out | solver tok in/out | $ / 1k |",
+    ]
+    lines.append("|---" * 10 + "|")
+    for c in cells:
+        t = c["tokens"]
+        lines.append(
+            f"| {c['decomposer']} | {c['solver']} | {c['accuracy']:.3f} | {c['n']} | {c['errors']} | "
+            f"{c['mean_subquestions']:.2f} | {c['valid_format']:.2f} | {t['decomposer_in']}/{t['decomposer_out']} | "
+            f"{t['solver_in']}/{t['solver_out']} | {c['cost_usd_per_1k']:.4f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class EvalArgs:
+    """Arguments of ``rlrefine eval`` (also from ``--config FILE.yaml``; flags override the file)."""
+
+    data: str = field(default="world", metadata={"help": "dataset name or path"})
+    split: str = field(default="test")
+    limit: int | None = field(default=None, metadata={"help": "evaluate the first N problems"})
+    domain: str | None = field(default=None, metadata={"help": "only problems of this domain"})
+    decomposers: list[str] = field(default_factory=lambda: ["none", "oracle", "teacher"])
+    solvers: list[str] = field(default_factory=lambda: list(DEFAULT_SOLVERS))
+    out: str = field(default="runs/eval")
+    prices: str | None = field(default=None, metadata={"help": "YAML file: name -> [USD/1M in, USD/1M out]"})
+    batch_size: int = field(default=64)
+
+
+def load_prices(path: str | None) -> dict:
+    if not path:
+        return {}
+    table = yaml.safe_load(Path(path).read_text()) or {}
+    for name, value in table.items():
+        if not (isinstance(value, (list, tuple)) and len(value) == 2):
+            raise ValueError(f"{path}: price of {name!r} must be [USD per 1M input, USD per 1M output]")
+    return table
+
+
+def main(argv: list[str] | None = None) -> dict:
+    from rlrefine.cli import parse_config
+    from rlrefine.data import load_split
+
+    (args,) = parse_config(EvalArgs, argv, prog="rlrefine eval")
+    rows = load_split(args.data, args.split, args.limit, args.domain)
+    results = evaluate(rows, args.decomposers, args.solvers, args.out, load_prices(args.prices), args.batch_size)
+    sys.stdout.write(report(results))
+    return results

@@ -1,0 +1,120 @@
+"""The sub-question text format: the one place that renders a decomposition and parses model text back.
+
+A decomposition is written as numbered lines ``Q1: ...`` (at most ``max_subquestions``), or the paper's
+``No decomposition .`` when the question needs none. ``parse`` never raises: whatever a model writes comes back
+as a ``Decomposition`` whose ``problems`` say what was wrong, so a reward can penalise it and a run never dies.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+NO_DECOMPOSITION = "No decomposition ."
+MAX_SUBQUESTIONS = 3  # the paper's prompt caps at three; its Table 10 found the cap best
+MAX_CHARS = 300  # longer lines are cut: a rambling sub-question is not a sub-question
+_NUMBERED = re.compile(r"^\s*(?:Q\s*\d+\s*[:.)]|\d+\s*[:.)]|[-*•])\s*", re.IGNORECASE)
+_NONE = re.compile(r"^\s*no\s+decomposition\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Decomposition:
+    """Parsed decomposer output. ``valid`` means it followed the format exactly (no ``problems``)."""
+
+    subquestions: tuple[str, ...]
+    problems: tuple[str, ...] = ()
+
+    @property
+    def valid(self) -> bool:
+        return not self.problems
+
+    @property
+    def count(self) -> int:
+        return len(self.subquestions)
+
+
+def render(subquestions: list[str] | tuple[str, ...]) -> str:
+    """Decomposer text for a list of sub-questions; the inverse of ``parse`` on well-formed input."""
+    if not subquestions:
+        return NO_DECOMPOSITION
+    return "\n".join(f"Q{i}: {q.strip()}" for i, q in enumerate(subquestions, 1))
+
+
+def parse(text: object, max_subquestions: int | None = MAX_SUBQUESTIONS) -> Decomposition:
+    """Parse model text into sub-questions. Never raises; problems are named, not thrown.
+
+    >>> parse("Q1: How many cards does Pia have ?\\nQ2: How many cards does Ada have ?").subquestions
+    ('How many cards does Pia have ?', 'How many cards does Ada have ?')
+    >>> parse("").problems
+    ('empty',)
+    >>> parse("No decomposition .")
+    Decomposition(subquestions=(), problems=())
+    """
+    if not isinstance(text, str):
+        text = "" if text is None else str(text)
+    lines = [line.strip() for line in text.replace("\r", "\n").split("\n") if line.strip()]
+    if not lines:
+        return Decomposition((), ("empty",))
+    if _NONE.match(lines[0]):
+        return Decomposition((), () if len(lines) == 1 else ("text_after_no_decomposition",))
+    problems: list[str] = []
+    questions: list[str] = []
+    for i, line in enumerate(lines, 1):
+        match = _NUMBERED.match(line)
+        if match is None:
+            problems.append("unnumbered_line")
+            body = line
+        else:
+            if not line.lstrip().upper().startswith(f"Q{i}:"):
+                problems.append("misnumbered_line")
+            body = line[match.end() :].strip()
+        if len(body) > MAX_CHARS:
+            problems.append("overlong_line")
+            body = body[:MAX_CHARS]
+        if not body:
+            problems.append("empty_line")
+            continue
+        if not body.endswith("?"):
+            problems.append("not_a_question")
+        questions.append(body)
+    if len(set(questions)) < len(questions):
+        problems.append("repeated_subquestion")
+    if max_subquestions is not None and len(questions) > max_subquestions:
+        problems.append("too_many_subquestions")
+        questions = questions[:max_subquestions]
+    return Decomposition(tuple(questions), tuple(dict.fromkeys(problems)))
+
+
+def completion_text(completion: object) -> str:
+    """The text of a TRL completion, which is a string or (conversational data) a list of messages."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
+        return str(completion[-1].get("content", ""))
+    return "" if completion is None else str(completion)
+
+
+DECOMPOSER_INSTRUCTION = (
+    "Break the question into at most {cap} sub-questions that a solver answers one by one before the question. "
+    "Write them as Q1: ... , Q2: ... , or write No decomposition . if none is needed."
+)
+
+
+def decomposer_messages(context: str, question: str, instruction: str | None = None) -> list[dict]:
+    """The decomposer's prompt as chat messages (the paper's static, single-pass decomposition prompt).
+
+    ``instruction=None`` uses the paper-style instruction (for real LLMs); ``""`` drops it, which is what the
+    tiny world models are trained with: they learn the task from data, and every prompt token costs a step.
+    """
+    instruction = DECOMPOSER_INSTRUCTION.format(cap=MAX_SUBQUESTIONS) if instruction is None else instruction
+    user = {"role": "user", "content": f"{context}\nQuestion: {question}"}
+    return [{"role": "system", "content": instruction}, user] if instruction else [user]
+
+
+def solver_messages(context: str, question: str, subquestions: tuple[str, ...] | list[str]) -> list[dict]:
+    """The paper's static solver prompt: answer the sub-questions in order, then the question."""
+    parts = [context]
+    if subquestions:
+        parts.append("Answer these sub-questions in order, then the question.\n" + render(subquestions))
+    parts.append(f"Question: {question}\nEnd with: The answer is: <answer>")
+    return [{"role": "user", "content": "\n".join(parts)}]

@@ -1,0 +1,70 @@
+"""Decompose -> solve -> grade: the two-stage pipeline of the paper, batched, shared by rewards and eval."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from rlrefine.atomic import append_jsonl, read_jsonl
+from rlrefine.decomposers import Decomposed, Decomposer
+from rlrefine.format import Decomposition, parse
+from rlrefine.grading import grade
+from rlrefine.solvers import Solver, solve_unique
+
+
+def decompose(
+    decomposer: Decomposer,
+    rows: Sequence[Mapping],
+    batch_size: int = 64,
+    cache: str | Path | None = None,
+    progress: bool = False,
+) -> list[Decomposed]:
+    """All decompositions for ``rows``, in batches; with ``cache`` (JSONL) finished rows survive a kill."""
+    done = (
+        {r["id"]: Decomposed(r["text"], r["prompt_tokens"], r["completion_tokens"]) for r in read_jsonl(cache)}
+        if cache
+        else {}
+    )
+    todo = [row for row in rows if row["id"] not in done]
+    bar = tqdm(
+        total=len(rows), initial=len(rows) - len(todo), desc=f"decompose {decomposer.name}", disable=not progress
+    )
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start : start + batch_size]
+        out = decomposer.decompose(chunk)
+        for row, d in zip(chunk, out):
+            done[row["id"]] = d
+        if cache:
+            append_jsonl(cache, [{"id": row["id"], **vars(d)} for row, d in zip(chunk, out)])
+        bar.update(len(chunk))
+    bar.close()
+    return [done[row["id"]] for row in rows]
+
+
+def solve_and_grade(rows: Sequence[Mapping], decompositions: Sequence[Decomposition], solver: Solver) -> list[dict]:
+    """One record per problem: the solver's answer, its grade and the token counts."""
+    results = solve_unique(solver, rows, [d.subquestions for d in decompositions])
+    return [
+        {
+            "id": row["id"],
+            "answer": res.answer,
+            "score": None if res.error else grade(res.answer, row["answer"], row.get("metric") or "numeric"),
+            "error": res.error,
+            "answered_share": res.answered_share,
+            "solver_prompt_tokens": res.prompt_tokens,
+            "solver_completion_tokens": res.completion_tokens,
+        }
+        for row, res in zip(rows, results)
+    ]
+
+
+def run(rows: Sequence[Mapping], decomposer: Decomposer, solver: Solver, batch_size: int = 64) -> list[dict]:
+    """The whole pipeline on ``rows``: records with the decomposition, the answer and its grade."""
+    decomposed = decompose(decomposer, rows, batch_size)
+    parsed = [parse(d.text) for d in decomposed]
+    records = solve_and_grade(rows, parsed, solver)
+    for rec, d, p in zip(records, decomposed, parsed):
+        rec.update(decomposition=d.text, subquestions=list(p.subquestions), valid=p.valid)
+    return records

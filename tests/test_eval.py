@@ -1,0 +1,90 @@
+import json
+
+import pytest
+
+from rlrefine.cli import main
+
+
+@pytest.fixture(scope="module")
+def world_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("world") / "small"
+    assert main(["world", "--preset", "small", "--out", str(out)]) == 0
+    return out
+
+
+def test_eval_end_to_end(world_dir, tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert main(["eval", "--data", str(world_dir), "--split", "test", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    acc = {(c["decomposer"], c["solver"]): c["accuracy"] for c in results["cells"]}
+    assert len(acc) == 12 and results["n"] == 200
+    # the calibration ordering that leaves room for learning (#2)
+    assert acc["oracle", "hops=1"] >= 0.98
+    assert acc["none", "hops=1"] <= 0.30
+    assert 0.35 <= acc["teacher", "hops=1"] <= 0.70
+    assert acc["teacher", "hops=2"] >= 0.90
+    cell = results["cells"][0]
+    assert {"accuracy", "n", "mean_subquestions", "tokens", "cost_usd", "by_domain", "by_depth"} <= set(cell)
+    md = (out / "results.md").read_text()
+    assert "| oracle |" in md and "hops=1" in md and "$ / 1k" in md
+    assert "| teacher |" in capsys.readouterr().out
+
+
+def test_eval_resumes_from_its_cache(world_dir, tmp_path):
+    out = tmp_path / "eval"
+    args = [
+        "eval",
+        "--data",
+        str(world_dir),
+        "--limit",
+        "50",
+        "--decomposers",
+        "teacher",
+        "--solvers",
+        "hops=1",
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    cached = sorted((p.suffix, p) for p in (out / "cache").rglob("*") if p.is_file())
+    assert [suffix for suffix, _ in cached] == [".json", ".jsonl"]
+    cell = json.loads(cached[0][1].read_text())
+    cell["accuracy"] = -1.0  # a marker: a resumed run must read the cell, not recompute it
+    cached[0][1].write_text(json.dumps(cell))
+    (out / "results.json").unlink()
+    assert main(args) == 0
+    assert json.loads((out / "results.json").read_text())["cells"][0]["accuracy"] == -1.0
+    assert main([*args[:-2], "--limit", "40", "--out", str(out)]) == 0  # other rows: a new cache key
+    assert json.loads((out / "results.json").read_text())["cells"][0]["accuracy"] >= 0
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["eval", "--solvers", "gpt4"], "unknown solver 'gpt4'; valid: symbolic"),
+        (["eval", "--decomposers", "gpt9"], "unknown decomposer 'gpt9'; valid: 'none', 'oracle'"),
+        (["eval", "--data", "nowhere"], "unknown dataset 'nowhere'; valid: 'world'"),
+        (["eval", "--split", "dev"], "no split 'dev'; valid: train, validation, test"),
+        (["world", "--preset", "huge"], "unknown world preset 'huge'; valid: default"),
+        (["frobnicate"], "unknown command 'frobnicate'; valid: world, eval"),
+    ],
+)
+def test_bad_names_exit_2_listing_valid_ones(argv, message, capsys, tmp_path):
+    assert main([*argv, "--out", str(tmp_path / "x")] if argv[0] != "frobnicate" else argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_config_typo_names_the_key(tmp_path, capsys):
+    cfg = tmp_path / "eval.yaml"
+    cfg.write_text("data: world\nsolvrs: [hops=1]\n")
+    assert main(["eval", "--config", str(cfg)]) == 2
+    assert "unknown config key(s): solvrs" in capsys.readouterr().err
+
+
+def test_dataset_missing_a_column_names_file_and_column(tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"question": "How many ?", "context": "x"}) + "\n")
+    assert main(["eval", "--data", str(bad), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "missing column 'answer'" in err

@@ -1,0 +1,45 @@
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rlrefine.format import NO_DECOMPOSITION, completion_text, parse, render
+
+question = st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")), min_size=1, max_size=60).map(
+    lambda s: s.strip().replace("\n", " ") + " ?"
+)
+
+
+@given(st.lists(question, max_size=3, unique=True))
+def test_render_parse_round_trip(questions):
+    questions = [q for q in questions if q.strip(" ?")]
+    parsed = parse(render(questions))
+    assert list(parsed.subquestions) == [q.strip() for q in questions]
+    assert parsed.valid
+
+
+@settings(max_examples=300)
+@given(st.one_of(st.text(), st.binary().map(lambda b: b.decode("latin-1")), st.none(), st.integers()))
+def test_parse_never_raises(text):
+    parsed = parse(text)
+    assert isinstance(parsed.subquestions, tuple) and isinstance(parsed.problems, tuple)
+    assert parsed.count <= 3
+
+
+def test_problems_are_named():
+    assert parse("").problems == ("empty",)
+    assert parse("   \n ").problems == ("empty",)
+    assert parse(NO_DECOMPOSITION).valid and parse(NO_DECOMPOSITION).count == 0
+    assert "unnumbered_line" in parse("How many marbles does Ben have ?").problems
+    assert "not_a_question" in parse("Q1: Ben Ben Ben").problems
+    assert "misnumbered_line" in parse("Q2: How many ?").problems
+    many = parse("\n".join(f"Q{i}: q{i} ?" for i in range(1, 6)))
+    assert "too_many_subquestions" in many.problems and many.subquestions == ("q1 ?", "q2 ?", "q3 ?")
+    assert "repeated_subquestion" in parse("Q1: a ?\nQ2: a ?").problems
+    assert "overlong_line" in parse("Q1: " + "x" * 1000 + " ?").problems
+    assert parse("1. How many ?\n2) What ?").subquestions == ("How many ?", "What ?")
+    assert parse("No decomposition .\nQ1: a ?").problems == ("text_after_no_decomposition",)
+
+
+def test_completion_text_handles_trl_shapes():
+    assert completion_text("Q1: a ?") == "Q1: a ?"
+    assert completion_text([{"role": "assistant", "content": "Q1: a ?"}]) == "Q1: a ?"
+    assert completion_text(None) == ""
