@@ -12,6 +12,8 @@ from trl import TrlParser
 COMMANDS = {
     "world": ("rlrefine.cli:world_main", "build the embedded decomposition world and save it to disk"),
     "eval": ("rlrefine.evaluate:main", "evaluate decomposers x solvers -> results.json, results.md"),
+    "pretrain": ("rlrefine.pretrain:main", "pretrain the tiny base model on world text (a one-off)"),
+    "sft": ("rlrefine.sft:main", "distill a decomposer (sd-t, sd-r, oracle) or a solver (onehop, se-t, se-a)"),
 }
 
 

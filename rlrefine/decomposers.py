@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Protocol, runtime_checkable
@@ -75,6 +76,11 @@ class FlawedTeacher:
     name = "teacher"
     price_key = "teacher"
 
+    @property
+    def version(self) -> str:
+        """What identifies this teacher's output (its knobs), for caches."""
+        return repr(self)
+
     def entities(self, row: Mapping) -> list[str]:
         """The entities the teacher asks about, in order."""
         if not row.get("graph"):
@@ -107,13 +113,21 @@ class FlawedTeacher:
 
 TEACHER_KEYS = {f.name: f.type for f in fields(FlawedTeacher)}
 BUILTIN_DECOMPOSERS = ("none", "oracle", "teacher")
-SPEC_HELP = "'none', 'oracle', 'teacher[:merge=P,misorder=P,redundant=P,irrelevant=P,cap=N,seed=S]', or a model folder"
+SPEC_HELP = (
+    "'none', 'oracle', 'teacher[:merge=P,misorder=P,redundant=P,irrelevant=P,cap=N,seed=S]', a model folder, "
+    "or LABEL=SPEC to name one of these in tables"
+)
 
 
 def make_decomposer(spec: str | Decomposer, **model_kwargs) -> Decomposer:
     """A decomposer from its spec; a bad spec fails naming what is valid."""
     if not isinstance(spec, str):
         return spec
+    label = re.match(r"^([A-Za-z][\w.-]*)=(.+)$", spec)
+    if label:  # "sft=runs/x/sft": a readable name for a decomposer in tables
+        decomposer = make_decomposer(label.group(2), **model_kwargs)
+        decomposer.name = label.group(1)
+        return decomposer
     if spec == "none":
         return NoDecomposer()
     if spec == "oracle":

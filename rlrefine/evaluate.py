@@ -24,6 +24,7 @@ import yaml
 from rlrefine.atomic import write_json, write_text
 from rlrefine.decomposers import Decomposer, make_decomposer
 from rlrefine.format import parse
+from rlrefine.grading import grade
 from rlrefine.pipeline import decompose, solve_and_grade
 from rlrefine.solvers import DEFAULT_SOLVERS, Solver, make_solver
 
@@ -40,6 +41,12 @@ DEFAULT_PRICES: dict[str, tuple[float, float]] = {
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", name).strip("_")[-80:] or "x"
+
+
+def cache_name(decomposer: Decomposer) -> str:
+    """File stem of a decomposer's cache: its name plus what identifies the exact model behind it."""
+    identity = f"{type(decomposer).__name__}|{decomposer.name}|{getattr(decomposer, 'version', '')}"
+    return f"{_safe(decomposer.name)}-{hashlib.sha256(identity.encode()).hexdigest()[:8]}"
 
 
 def rows_key(rows: Sequence[Mapping]) -> str:
@@ -77,6 +84,9 @@ def summarize(rows: Sequence[Mapping], decomposed, parsed, records, decomposer, 
         "errors": n - len(scored),
         "mean_subquestions": sum(p.count for p in parsed) / max(n, 1),
         "valid_format": sum(p.valid for p in parsed) / max(n, 1),
+        "oracle_match": sum(p.subquestions == tuple(r["subquestions"]) for p, r in zip(parsed, rows)) / n
+        if n and any(r.get("subquestions") for r in rows)
+        else None,
         "by_domain": {k: sum(v) / len(v) for k, v in sorted(by["domain"].items())},
         "by_depth": {k: sum(v) / len(v) for k, v in sorted(by["depth"].items())},
         "tokens": {"decomposer_in": dec_in, "decomposer_out": dec_out, "solver_in": sol_in, "solver_out": sol_out},
@@ -103,13 +113,13 @@ def evaluate(
     out = Path(out) if out else None
     cells, timings = [], {}
     for dec in decomposers:
-        cache = out / "cache" / key / f"{_safe(dec.name)}.jsonl" if out else None
+        cache = out / "cache" / key / f"{cache_name(dec)}.jsonl" if out else None
         start = time.perf_counter()
         decomposed = decompose(dec, rows, batch_size, cache=cache, progress=progress)
         timings[dec.name] = time.perf_counter() - start
         parsed = [parse(d.text) for d in decomposed]
         for solver in solvers:
-            cell_path = out / "cache" / key / f"{_safe(dec.name)}__{_safe(solver.name)}.json" if out else None
+            cell_path = out / "cache" / key / f"{cache_name(dec)}__{_safe(solver.name)}.json" if out else None
             if cell_path and cell_path.exists():
                 cells.append(json.loads(cell_path.read_text()))
                 continue
@@ -131,6 +141,34 @@ def evaluate(
     return results
 
 
+def pass_at_k(
+    decomposer: str, rows: Sequence[Mapping], solver: str, k: int = 8, temperature: float = 1.0, seed: int = 0
+) -> dict:
+    """Headroom for RL: share of problems where any of k sampled decompositions is solver-correct.
+
+    RL can only reinforce what the policy sometimes samples; pass@k bounds what it can reach quickly.
+    """
+    from rlrefine.models import ModelDecomposer
+    from rlrefine.solvers import shared_solver, solve_unique
+
+    model = make_decomposer(decomposer)
+    if not isinstance(model, ModelDecomposer):
+        raise ValueError(f"pass@k needs a model decomposer, got {decomposer!r}")
+    samples = model.sample(rows, n=k, do_sample=True, temperature=temperature, seed=seed)
+    flat_rows = [row for row in rows for _ in range(k)]
+    parsed = [parse(g.text) for gens in samples for g in gens]
+    results = solve_unique(shared_solver(solver), flat_rows, [p.subquestions for p in parsed])
+    scores = [0.0 if r.error else grade(r.answer, row["answer"], row["metric"]) for r, row in zip(results, flat_rows)]
+    per_problem = [scores[i * k : (i + 1) * k] for i in range(len(rows))]
+    return {
+        "k": k,
+        "solver": solver,
+        "pass_at_k": sum(max(s) == 1.0 for s in per_problem) / max(len(rows), 1),
+        "sampled_accuracy": sum(scores) / max(len(scores), 1),
+        "mean_subquestions": sum(p.count for p in parsed) / max(len(parsed), 1),
+    }
+
+
 def report(results: Mapping) -> str:
     """Markdown: an accuracy matrix (decomposer rows x solver columns), then per-cell detail."""
     cells = results["cells"]
@@ -142,6 +180,14 @@ def report(results: Mapping) -> str:
     for d in decs:
         row = [acc[d, s]["accuracy"] for s in sols if (d, s) in acc]
         lines.append(f"| {d} | " + " | ".join(f"{a:.3f}" for a in row) + f" | {sum(row) / max(len(row), 1):.3f} |")
+    if results.get("pass_at_k"):
+        lines += ["", "Headroom: pass@k of sampled decompositions", ""]
+        lines += ["| decomposer | solver | k | pass@k | sampled acc | sub-q |", "|---|---|---|---|---|---|"]
+        for name, p in results["pass_at_k"].items():
+            lines.append(
+                f"| {name} | {p['solver']} | {p['k']} | {p['pass_at_k']:.3f} | {p['sampled_accuracy']:.3f} | "
+                f"{p['mean_subquestions']:.2f} |"
+            )
     lines += [
         "",
         "| decomposer | solver | acc | n | errors | sub-q | valid | dec tok in/out | solver tok in/out | $ / 1k |",

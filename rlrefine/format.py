@@ -111,10 +111,20 @@ def decomposer_messages(context: str, question: str, instruction: str | None = N
     return [{"role": "system", "content": instruction}, user] if instruction else [user]
 
 
-def solver_messages(context: str, question: str, subquestions: tuple[str, ...] | list[str]) -> list[dict]:
-    """The paper's static solver prompt: answer the sub-questions in order, then the question."""
-    parts = [context]
-    if subquestions:
-        parts.append("Answer these sub-questions in order, then the question.\n" + render(subquestions))
-    parts.append(f"Question: {question}\nEnd with: The answer is: <answer>")
-    return [{"role": "user", "content": "\n".join(parts)}]
+SOLVER_INSTRUCTION = (
+    "Answer the sub-questions in order, one line each as A1: ... , A2: ... , then answer the question on a last "
+    "line that starts with: The answer is:"
+)
+
+
+def solver_messages(
+    context: str, question: str, subquestions: tuple[str, ...] | list[str], instruction: str | None = None
+) -> list[dict]:
+    """The paper's static solver prompt: all sub-questions at once, answered in order, then the question.
+
+    ``instruction=""`` drops the instruction, as for the decomposer (tiny world solvers learn it from data).
+    """
+    instruction = SOLVER_INSTRUCTION if instruction is None else instruction
+    parts = [context, render(subquestions)] if subquestions else [context]
+    user = {"role": "user", "content": "\n".join([*parts, f"Question: {question}"])}
+    return [{"role": "system", "content": instruction}, user] if instruction else [user]

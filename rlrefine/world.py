@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 from dataclasses import asdict, dataclass, field
 
 from datasets import Dataset, DatasetDict, Features, Sequence, Value
@@ -79,6 +80,15 @@ DOMAINS: dict[str, Domain] = {
 }
 
 
+_STATED = [
+    re.compile(
+        r"(?:^|(?<=\. ))"
+        + re.escape(d.given).replace(r"\{e\}", r"(\w+)").replace(r"\{k\}", r"(\d+)").replace(r"\{u\}", r"\w+")
+    )
+    for d in DOMAINS.values()
+]
+
+
 @dataclass
 class WorldConfig:
     """Knobs of the generator. Presets in ``PRESETS`` name tested combinations."""
@@ -128,6 +138,18 @@ FEATURES = Features(
         "graph": Value("string"),
     }
 )
+
+
+def stated_quantities(context: str) -> dict[str, int]:
+    """The quantities a story states outright ("Mia has 11 apples .") by name: what a solver may look up.
+
+    >>> stated_quantities("Mia has 11 apples . Tia has 2 apples . Compared to Mia , Wes has 12 more apples .")
+    {'Mia': 11, 'Tia': 2}
+    """
+    found = {}
+    for pattern in _STATED:
+        found.update((name, int(k)) for name, k in pattern.findall(context))
+    return found
 
 
 def _apply(op: str, value: int, k: int) -> int:
@@ -203,7 +225,7 @@ def generate(cfg: WorldConfig) -> DatasetDict:
             seen.add(key)
             rows.append({"id": f"{split}-{len(rows):05d}", **problem})
         fingerprint = hashlib.sha256(json.dumps([asdict(cfg), split]).encode()).hexdigest()[:16]
-        ds = Dataset.from_list(rows, features=FEATURES)
+        ds = Dataset.from_dict({k: [r[k] for r in rows] for k in FEATURES}, features=FEATURES)
         ds._fingerprint = fingerprint  # from_list draws a random one; state.json must not differ between runs
         splits[split] = ds
     return DatasetDict(splits)

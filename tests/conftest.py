@@ -21,3 +21,45 @@ def world():
 @pytest.fixture(scope="session")
 def test_rows(world):
     return list(world["test"])
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, world):
+    """A freshly built (untrained) tiny Llama + tokenizer, saved once per session."""
+    from rlrefine.models import build_model, build_tokenizer
+
+    texts = [r["context"] + "\nQuestion: " + r["question"] for r in world["train"]]
+    tokenizer = build_tokenizer(texts, vocab_size=600)
+    model = build_model(tokenizer, hidden=64, layers=2, heads=2)
+    out = tmp_path_factory.mktemp("tiny") / "model"
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_decomposer(tmp_path_factory):
+    """The bundled base model after a few SD-T steps: it writes the format, ends with EOS, and is sometimes
+    right with hops=1 (so RL and RFT have signal)."""
+    from rlrefine.cli import main
+
+    out = tmp_path_factory.mktemp("tiny-sft") / "decomposer"
+    argv = [
+        "sft",
+        "--variant",
+        "sd-t",
+        "--output_dir",
+        str(out),
+        "--data",
+        "world:small",
+        "--max_steps",
+        "100",
+        "--per_device_train_batch_size",
+        "16",
+        "--warmup_steps",
+        "0",
+        "--eval_limit",
+        "0",
+    ]
+    assert main(argv) == 0
+    return out

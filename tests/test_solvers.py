@@ -100,3 +100,19 @@ def test_solve_unique_dedups_and_absorbs_failures(test_rows):
     assert counting.calls == [3] and [r.answer for r in out] == [r["answer"] for r in rows]
     failing = solve_unique(_Counting(fail=True), rows, subs)
     assert all(r.answer is None and "TimeoutError" in r.error for r in failing)
+
+
+@pytest.mark.parametrize("spec", ["hops=1", "hops=2", "noise=0.3", "memory=1"])
+def test_written_work_reproduces_the_answers(test_rows, spec):
+    """The program a symbolic solver writes, run by the calculator, gives exactly its answers."""
+    from rlrefine.decomposers import make_decomposer
+    from rlrefine.format import parse
+    from rlrefine.solvers.program import run
+    from rlrefine.world import stated_quantities
+
+    subs = [parse(d.text).subquestions for d in make_decomposer("teacher").decompose(test_rows)]
+    for res, sq, row in zip(make_solver(spec).solve(test_rows, subs), subs, test_rows):
+        assert run(res.text, len(sq), stated_quantities(row["context"])) == (
+            [t["answer"] for t in res.trace],
+            res.answer,
+        )

@@ -1,0 +1,84 @@
+"""Distillation data, as TRL prompt-completion conversations.
+
+Decomposer data (the paper's SD-*): ``sd-t`` all teacher decompositions; ``sd-r`` only those that led the
+filter solver to the gold answer (rejection sampling); ``oracle`` gold decompositions (the learnability
+check). Solver data (SE-*): ``onehop`` gold decompositions answered one hop at a time (the neural solver of
+the default solver set); ``se-t`` the teacher's decompositions with the teacher solver's worked sub-answers
+and answer; ``se-a`` the teacher's decompositions with the gold final answer only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from datasets import Dataset
+
+from rlrefine.decomposers import make_decomposer
+from rlrefine.format import decomposer_messages, parse, solver_messages
+from rlrefine.grading import grade
+from rlrefine.solvers import make_solver, solve_unique
+
+DECOMPOSER_VARIANTS = ("sd-t", "sd-r", "oracle")
+SOLVER_VARIANTS = ("onehop", "se-t", "se-a")
+TEACHER_SOLVER = "hops=2"  # the solver the flawed teacher writes for: its worked answers are SE-T's targets
+
+
+def decomposer_dataset(
+    rows: Sequence[Mapping],
+    variant: str = "sd-t",
+    teacher: str = "teacher",
+    filter_solver: str = "hops=1",
+    instruction: str | None = "",
+) -> Dataset:
+    """Prompt = the decomposer's messages, completion = the teacher's (or oracle's) decomposition text.
+
+    Every row carries ``correct``: whether ``filter_solver`` answered right given that decomposition.
+    """
+    if variant not in DECOMPOSER_VARIANTS:
+        raise ValueError(f"unknown decomposer data {variant!r}; valid: {', '.join(DECOMPOSER_VARIANTS)}")
+    if not rows:
+        raise ValueError("no training problems: the training split is empty")
+    source = make_decomposer("oracle" if variant == "oracle" else teacher)
+    texts = [d.text for d in source.decompose(rows)]
+    results = solve_unique(make_solver(filter_solver), rows, [parse(t).subquestions for t in texts])
+    correct = [grade(r.answer, row["answer"], row["metric"]) == 1.0 for r, row in zip(results, rows)]
+    examples = [
+        {
+            "prompt": decomposer_messages(row["context"], row["question"], instruction),
+            "completion": [{"role": "assistant", "content": text}],
+            "id": row["id"],
+            "correct": ok,
+        }
+        for row, text, ok in zip(rows, texts, correct)
+        if variant != "sd-r" or ok
+    ]
+    if not examples:
+        raise ValueError(f"{variant}: no teacher decomposition led {filter_solver} to the gold answer")
+    return Dataset.from_list(examples)
+
+
+def solver_dataset(
+    rows: Sequence[Mapping], variant: str = "onehop", teacher: str = "teacher", instruction: str | None = ""
+) -> Dataset:
+    """Prompt = the solver's messages (question + sub-questions), completion = worked answers or the answer."""
+    if variant not in SOLVER_VARIANTS:
+        raise ValueError(f"unknown solver data {variant!r}; valid: {', '.join(SOLVER_VARIANTS)}")
+    if not rows:
+        raise ValueError("no training problems: the training split is empty")
+    source = make_decomposer("oracle" if variant == "onehop" else teacher)
+    subs = [parse(d.text).subquestions for d in source.decompose(rows)]
+    if variant == "se-a":
+        targets = [f"The answer is: {row['answer']}" for row in rows]
+    else:
+        worked = make_solver("hops=1" if variant == "onehop" else TEACHER_SOLVER).solve(rows, subs)
+        targets = [w.text for w in worked]
+    return Dataset.from_list(
+        [
+            {
+                "prompt": solver_messages(row["context"], row["question"], list(sq), instruction),
+                "completion": [{"role": "assistant", "content": target}],
+                "id": row["id"],
+            }
+            for row, sq, target in zip(rows, subs, targets)
+        ]
+    )

@@ -1,0 +1,91 @@
+"""RFT (rejection-sampling fine-tuning): the honest baseline every RL claim needs.
+
+Each round samples k decompositions per problem from the current student, keeps those that led the frozen
+solver to the gold answer (the student-side SD-R), and fine-tunes on them with TRL's SFTTrainer. Same
+solver, same data and the same wall-clock budget as the RL run it is compared with.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import time
+from pathlib import Path
+
+from datasets import Dataset
+
+from rlrefine.format import decomposer_messages, parse
+from rlrefine.grading import grade
+from rlrefine.solvers import shared_solver, solve_unique
+
+
+def collect(model_dir: Path, rows: list[dict], solver: str, k: int, seed: int) -> tuple[list[dict], dict]:
+    """Sample k decompositions per problem; keep each distinct solver-correct one as an SFT example."""
+    from rlrefine.models import ModelDecomposer
+
+    samples = ModelDecomposer(str(model_dir)).sample(rows, n=k, do_sample=True, seed=seed)
+    flat_rows = [row for row in rows for _ in range(k)]
+    flat = [g for gens in samples for g in gens]
+    parsed = [parse(g.text) for g in flat]
+    results = solve_unique(shared_solver(solver), flat_rows, [p.subquestions for p in parsed])
+    kept, seen, solved = [], set(), set()
+    for row, gen, p, res in zip(flat_rows, flat, parsed, results):
+        if gen.finished and p.valid and res.error is None and grade(res.answer, row["answer"], row["metric"]) == 1.0:
+            solved.add(row["id"])
+            if (row["id"], gen.text) not in seen:
+                seen.add((row["id"], gen.text))
+                kept.append(
+                    {
+                        "prompt": decomposer_messages(row["context"], row["question"], ""),
+                        "completion": [{"role": "assistant", "content": gen.text}],
+                    }
+                )
+    return kept, {"problems": len(rows), "pass_at_k": len(solved) / max(len(rows), 1), "kept": len(kept)}
+
+
+def rft(args, sft_config, start: Path, out: Path) -> Path:
+    """``args.rft_rounds`` rounds of sample -> filter -> SFT, within ``args.rl_minutes`` if set."""
+    from transformers import AutoModelForCausalLM
+    from trl import SFTTrainer
+
+    from rlrefine.data import load_split
+    from rlrefine.models import load_tokenizer
+    from rlrefine.sft import TimeBudget, publish
+
+    rows = list(load_split(args.data, "train", args.train_limit))
+    rng = random.Random(sft_config.seed)
+    work = out.with_name("rl.work")
+    deadline = None if args.rl_minutes is None else time.monotonic() + 60 * args.rl_minutes
+    current, history, trainer = start, [], None
+    began = time.perf_counter()
+    for round_ in range(args.rft_rounds):
+        if deadline is not None and time.monotonic() > deadline:
+            break
+        batch = rng.sample(rows, min(args.rft_problems, len(rows)))
+        kept, stats = collect(current, batch, args.train_solver, args.rft_samples, sft_config.seed + round_)
+        history.append({"round": round_, **stats})
+        if not kept:
+            break
+        sft_config.output_dir = str(work / f"round-{round_}")
+        remaining = None if deadline is None else max((deadline - time.monotonic()) / 60, 0.01)
+        trainer = SFTTrainer(
+            model=AutoModelForCausalLM.from_pretrained(current, dtype="float32"),
+            args=sft_config,
+            train_dataset=Dataset.from_list(kept),
+            processing_class=load_tokenizer(current),
+            callbacks=[TimeBudget(remaining)],
+        )
+        trainer.train()
+        current = work / f"round-{round_}" / "model"
+        trainer.save_model(str(current))
+        trainer.processing_class.save_pretrained(str(current))
+        history[-1]["steps"] = trainer.state.global_step
+    if trainer is None:
+        raise RuntimeError(f"RFT found no solver-correct decomposition to train on: {history}")
+    facts = {"algorithm": "rft", "rounds": history, "rl_minutes": (time.perf_counter() - began) / 60}
+    card = (
+        f"# rlrefine decomposer (rft)\n\nRejection-sampling fine-tuning from `{start}` against `{args.train_solver}`.\n"
+    )
+    publish(trainer, out, card, {"training": facts})
+    shutil.rmtree(work, ignore_errors=True)
+    return out

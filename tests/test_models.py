@@ -1,0 +1,43 @@
+import torch
+
+from rlrefine.format import decomposer_messages
+from rlrefine.models import build_model, build_tokenizer, generate, load
+
+
+def test_tokenizer_round_trip_and_chat_template(tiny_model_dir, test_rows):
+    _, tok = load(tiny_model_dir)
+    for text in [test_rows[0]["context"], "Q1: How many cards does Pia have ?\nQ2: x", "naïve ünïcode 🙂 42"]:
+        assert tok.decode(tok(text, add_special_tokens=False)["input_ids"]).strip() == text
+    assert tok.padding_side == "left" and tok.pad_token == "<|pad|>" and tok.eos_token == "<|end|>"
+    messages = decomposer_messages("Ava has 3 marbles .", "How many marbles does Ava have ?", "")
+    prompt = tok.apply_chat_template(messages, add_generation_prompt=True)["input_ids"]
+    full = tok.apply_chat_template([*messages, {"role": "assistant", "content": "Q1: a ?"}])["input_ids"]
+    assert full[: len(prompt)] == prompt and full[-1] == tok.eos_token_id  # TRL's completion-only loss needs this
+
+
+def test_model_reloads_offline(tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model, tok = load(tiny_model_dir)
+    assert model.config.model_type == "llama" and not model.training
+    ids = tok("Ava has 3 marbles .", return_tensors="pt")
+    assert torch.isfinite(model(**ids).logits).all()
+
+
+def test_batched_generation_matches_one_by_one(tiny_model_dir, test_rows):
+    """Left padding must not change greedy outputs: batched == one at a time."""
+    model, tok = load(tiny_model_dir)
+    conversations = [decomposer_messages(r["context"], r["question"], "") for r in test_rows[:6]]
+    batched = generate(model, tok, conversations, max_new_tokens=12, batch_size=6)
+    single = [generate(model, tok, [c], max_new_tokens=12)[0] for c in conversations]
+    assert [g[0].text for g in batched] == [g[0].text for g in single]
+    sampled = generate(model, tok, conversations[:2], n=3, do_sample=True, max_new_tokens=8, seed=0)
+    assert [len(g) for g in sampled] == [3, 3] and all(g.completion_tokens <= 8 for gs in sampled for g in gs)
+
+
+def test_build_is_deterministic():
+    texts = ["Ava has 3 marbles .", "Compared to Ava , Ben has 2 more marbles ."] * 10
+    a, b = (
+        build_model(build_tokenizer(texts, 300), 32, 1, 2, seed=3),
+        build_model(build_tokenizer(texts, 300), 32, 1, 2, seed=3),
+    )
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))

@@ -1,0 +1,98 @@
+"""Each built-in reward as a pure function on hand-made completions, and every way to name a plugin."""
+
+import json
+
+import pytest
+
+from rlrefine.format import render
+from rlrefine.plugins import resolve
+
+
+class Tok:  # what the rewards read from the policy's tokenizer
+    eos_token_id = 1
+
+
+def _batch(test_rows, depth=3):
+    row = next(r for r in test_rows if r["depth"] == depth and r["domain"] == "marbles")
+    chain = json.loads(row["graph"])["chain"]
+    unit = json.loads(row["graph"])["unit"]
+    q = lambda e: f"How many {unit} does {e} have ?"  # noqa: E731
+    completions = [
+        render(row["subquestions"]),  # oracle: right for hops=1
+        render([q(chain[2])]),  # merged: right for hops=2 only
+        render([q(chain[2]), q(chain[1])]),  # misordered
+        "Q1: Q1: Q1:",  # garbage
+        render(row["subquestions"]),  # oracle again but cut at the length cap
+    ]
+    ids = [[5, 6, 1], [5, 1], [5, 6, 1], [7, 1], [5, 6, 6]]
+    columns = {
+        k: [row[k]] * len(completions) for k in ("id", "context", "question", "answer", "metric", "graph", "domain")
+    }
+    return completions, ids, columns
+
+
+def test_solver_correctness(test_rows):
+    completions, ids, columns = _batch(test_rows)
+    logged = {}
+    reward = resolve("solver", tokenizer=Tok(), solver="hops=1", subquestion_cost=0.05)
+    out = reward([None] * 5, completions, ids, log_metric=logged.__setitem__, **columns)
+    assert out == pytest.approx([0.9, 0.0, 0.0, 0.0, 0.0])  # 1 - 2 x 0.05; cut-off completion gets 0
+    assert logged["solver[hops=1]/accuracy"] == pytest.approx(2 / 5) and logged["decomposer/truncated"] == 0.2
+    two = resolve("solver", solver="hops=2")(None, completions, ids, **columns)
+    assert two[:2] == [1.0, 1.0] and reward.__name__ == "solver[hops=1]"
+
+
+def test_solver_failure_gives_none(test_rows):
+    completions, ids, columns = _batch(test_rows)
+    columns["graph"] = [""] * len(completions)  # a symbolic solver cannot work without the graph: it raises
+    columns["id"] = ["no-graph"] * len(completions)
+    logged = {}
+    out = resolve("solver", solver="hops=1")(None, completions, ids, log_metric=logged.__setitem__, **columns)
+    assert out == [None] * 5 and logged["solver[hops=1]/errors"] == 5.0
+
+
+def test_partial_and_multi_solver(test_rows):
+    completions, ids, columns = _batch(test_rows)
+    assert resolve("partial", solver="hops=1")(None, completions, ids, **columns) == [1.0, 0.0, 0.5, 0.0, 1.0]
+    multi = resolve("multi_solver", solvers=["hops=1", "hops=2"])(None, completions, ids, **columns)
+    assert multi[:3] == [1.0, 0.5, 0.5]
+
+
+def test_shape_rewards(test_rows):
+    completions, ids, _ = _batch(test_rows)
+    assert resolve("format")(None, completions) == [1.0, 1.0, 1.0, 0.0, 1.0]
+    assert resolve("cost", per_subquestion=0.1)(None, completions) == pytest.approx([-0.2, -0.1, -0.2, -0.1, -0.2])
+    assert resolve("token_cost", per_token=0.5)(None, completions, ids) == [-1.5, -1.0, -1.5, -1.0, -1.5]
+    assert resolve("cap", cap=1)(None, completions) == [-1.0, 0.0, -1.0, 0.0, -1.0]
+
+
+def test_plugin_forms(tmp_path, monkeypatch):
+    assert resolve("rewards.shape:format_validity")(None, ["No decomposition ."]) == [1.0]
+    example = resolve("rewards/plugin_example.py:novelty", penalty=2.0)
+    assert example(None, ["Q1: a ?\nQ2: a ?"], question=["b ?"]) == [-2.0]
+    plugin = tmp_path / "my_reward.py"
+    plugin.write_text("def short(prompts, completions, **kwargs):\n    return [-len(c) / 100 for c in completions]\n")
+    assert resolve(f"{plugin}:short")(None, ["abcd"]) == [-0.04]
+    # an installed package's entry point, found through real package metadata on sys.path
+    dist = tmp_path / "site" / "myrewards-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: myrewards\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[rlrefine.rewards]\nbrevity = my_reward:short\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert resolve("brevity")(None, ["ab"]) == [-0.02]
+
+
+def test_resolution_errors():
+    with pytest.raises(
+        ValueError, match="unknown reward 'nope'; valid: cap, cost, format, multi_solver, partial, solver"
+    ):
+        resolve("nope")
+    with pytest.raises(ValueError, match=r"unknown setting\(s\) \['solvr'\]; valid: solver, subquestion_cost"):
+        resolve("solver", solvr="hops=1")
+    with pytest.raises(ValueError, match="takes no settings"):
+        resolve("format", weight=2)
+    with pytest.raises(ValueError, match="not found"):
+        resolve("missing.py:f")
+    with pytest.raises(ValueError, match="has no 'nothing'"):
+        resolve("rewards.shape:nothing")

@@ -1,0 +1,187 @@
+"""Distillation with TRL's SFTTrainer on a tiny model built in this session (fast), and the CLI around it."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from trl import SFTConfig, SFTTrainer
+
+from rlrefine.cli import main
+from rlrefine.distill import decomposer_dataset
+from rlrefine.models import load_tokenizer
+
+FAST = [
+    "--max_steps",
+    "12",
+    "--per_device_train_batch_size",
+    "8",
+    "--learning_rate",
+    "3e-3",
+    "--logging_steps",
+    "2",
+    "--warmup_steps",
+    "0",
+    "--train_limit",
+    "96",
+    "--eval_limit",
+    "20",
+    "--data",
+    "world:small",
+]
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_model_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sft") / "decomposer"
+    assert (
+        main(
+            ["sft", "--variant", "oracle", "--model_name_or_path", str(tiny_model_dir), "--output_dir", str(out), *FAST]
+        )
+        == 0
+    )
+    return out
+
+
+def test_sft_lowers_loss_and_changes_parameters(trained, tiny_model_dir):
+    history = [
+        h["loss"] for h in json.loads((trained / "eval.json").read_text())["training"]["log_history"] if "loss" in h
+    ]
+    assert history[-1] < history[0]
+    before, after = load_file(tiny_model_dir / "model.safetensors"), load_file(trained / "model.safetensors")
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    card = (trained / "README.md").read_text()
+    assert "oracle" in card and "Validation (20 problems)" in card and "hops=1" in card
+
+
+def test_completion_only_masking(tiny_model_dir, world, tmp_path):
+    data = decomposer_dataset(list(world["train"])[:4], "oracle")
+    tok = load_tokenizer(tiny_model_dir)
+    trainer = SFTTrainer(
+        model=str(tiny_model_dir),
+        args=SFTConfig(output_dir=str(tmp_path), report_to="none", max_length=256, bf16=False),
+        train_dataset=data,
+        processing_class=tok,
+    )
+    for example, source in zip(trainer.train_dataset, data):
+        ids, labels = example["input_ids"], example["labels"]
+        trained_on = [label != -100 for label in labels]
+        assert (
+            tok.decode([t for t, on in zip(ids, trained_on) if on]).strip()
+            == source["completion"][0]["content"] + "<|end|>"
+        )
+        assert trained_on == sorted(trained_on)  # the prompt first (no loss), then the completion
+
+
+def test_saved_decomposer_runs_through_eval(trained, tmp_path):
+    out = tmp_path / "eval"
+    assert (
+        main(
+            [
+                "eval",
+                "--data",
+                "world:small",
+                "--limit",
+                "20",
+                "--decomposers",
+                f"student={trained}",
+                "oracle",
+                "--solvers",
+                "hops=1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    cells = json.loads((out / "results.json").read_text())["cells"]
+    assert [c["decomposer"] for c in cells] == ["student", "oracle"] and cells[0]["n"] == 20
+    assert cells[0]["tokens"]["decomposer_out"] > 0 and cells[0]["oracle_match"] is not None
+
+
+def test_refuses_to_overwrite_a_model(trained, capsys):
+    assert main(["sft", "--output_dir", str(trained), *FAST]) == 2
+    assert "already holds a model; pass --overwrite" in capsys.readouterr().err
+
+
+def test_missing_data_fails_before_building_a_model(tmp_path, capsys):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text(json.dumps({"question": "q", "context": ""}) + "\n")
+    assert main(["sft", "--data", str(empty), "--output_dir", str(tmp_path / "o")]) == 2
+    assert "missing column 'answer'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_neural_solver_training_and_use(tiny_model_dir, tmp_path):
+    out = tmp_path / "solver"
+    assert (
+        main(
+            [
+                "sft",
+                "--role",
+                "solver",
+                "--variant",
+                "se-a",
+                "--model_name_or_path",
+                str(tiny_model_dir),
+                "--output_dir",
+                str(out),
+                *FAST,
+            ]
+        )
+        == 0
+    )
+    report = json.loads((out / "eval.json").read_text())["validation"]
+    assert {c["solver"] for c in report["cells"]} == {f"model:{out}"}
+    assert {c["decomposer"] for c in report["cells"]} == {"oracle", "teacher", "none"}
+
+
+@pytest.mark.slow
+def test_killed_training_resumes(tiny_model_dir, tmp_path):
+    out = tmp_path / "resumed"
+    cmd = [
+        sys.executable,
+        "-m",
+        "rlrefine.cli",
+        "sft",
+        "--variant",
+        "oracle",
+        "--model_name_or_path",
+        str(tiny_model_dir),
+        "--output_dir",
+        str(out),
+        "--data",
+        "world:small",
+        "--train_limit",
+        "96",
+        "--per_device_train_batch_size",
+        "8",
+        "--save_steps",
+        "3",
+        "--logging_steps",
+        "1",
+        "--eval_limit",
+        "0",
+    ]
+    proc = subprocess.Popen(
+        [*cmd, "--max_steps", "2000"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    work = tmp_path / "resumed.work"
+    deadline = time.time() + 120
+    while not list(work.glob("checkpoint-*/trainer_state.json")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    checkpoint = sorted(work.glob("checkpoint-*"))[-1]
+    done = subprocess.run(
+        [*cmd, "--max_steps", str(int(checkpoint.name.split("-")[1]) + 3)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    facts = json.loads((out / "eval.json").read_text())["training"]
+    assert facts["resumed_from"] and facts["resumed_from"].endswith(checkpoint.name)
+    assert not work.exists()
