@@ -35,12 +35,17 @@ def table(runs: list[dict]) -> str:
         for cell in run["results"]["cells"]:
             cells[cell["decomposer"], cell["solver"]].append(cell)
     lines = [f"# {len(runs)} runs: {', '.join(r['run'] for r in runs)}", ""]
-    lines += ["| decomposer | solver | runs | mean acc | worst | best | mean sub-q |", "|---|---|---|---|---|---|---|"]
+    domains = sorted({d for found in cells.values() for c in found for d in c.get("by_domain", {})})
+    lines += [
+        "| decomposer | solver | runs | mean acc | worst | best | mean sub-q | " + " | ".join(domains) + " |",
+        "|---" * (7 + len(domains)) + "|",
+    ]
     for (decomposer, solver), found in cells.items():
         acc = [c["accuracy"] for c in found]
+        by_domain = [f"{mean(c['by_domain'].get(d, float('nan')) for c in found):.3f}" for d in domains]
         lines.append(
             f"| {decomposer} | {solver} | {len(found)} | {mean(acc):.3f} | {min(acc):.3f} | {max(acc):.3f} | "
-            f"{mean(c['mean_subquestions'] for c in found):.2f} |"
+            f"{mean(c['mean_subquestions'] for c in found):.2f} | " + " | ".join(by_domain) + " |"
         )
     lines += [
         "",

@@ -52,7 +52,7 @@ def rft(args, sft_config, start: Path, out: Path) -> Path:
     from rlrefine.models import load_tokenizer
     from rlrefine.sft import TimeBudget, publish
 
-    rows = list(load_split(args.data, "train", args.train_limit))
+    rows = list(load_split(args.data, "train", args.train_limit, args.train_domain))
     rng = random.Random(sft_config.seed)
     work = out.with_name("rl.work")
     deadline = None if args.rl_minutes is None else time.monotonic() + 60 * args.rl_minutes

@@ -50,6 +50,7 @@ class SFTArgs:
     )
     data: str = field(default="world")
     train_limit: int | None = field(default=None, metadata={"help": "use the first N training problems"})
+    domain: str | None = field(default=None, metadata={"help": "train on this domain's problems only"})
     teacher: str = field(default="teacher", metadata={"help": "teacher decomposer spec"})
     filter_solver: str = field(default="hops=1", metadata={"help": "SD-R keeps what this solver answers right"})
     eval_solvers: list[str] = field(default_factory=lambda: ["hops=1", "hops=2"], metadata={"help": "for the card"})
@@ -119,7 +120,7 @@ def train_sft(script: SFTArgs, training_args, model_args) -> Path:
 
     out = Path(training_args.output_dir)
     work = prepare_output(out, script.overwrite)
-    rows = list(load_split(script.data, "train", script.train_limit))  # fails before any model is built
+    rows = list(load_split(script.data, "train", script.train_limit, script.domain))  # fails before any model
     if script.role == "decomposer":
         dataset = decomposer_dataset(rows, script.variant, script.teacher, script.filter_solver)
     elif script.role == "solver":

@@ -24,7 +24,7 @@ import yaml
 ALGORITHMS = ("grpo", "rloo", "rft")  # "ppo" (with a critic) is planned; the key leaves room for it
 
 DEFAULT_REWARDS = [
-    {"name": "solver", "solver": "hops=1", "subquestion_cost": 0.05},
+    {"name": "solver", "subquestion_cost": 0.05},  # the solver is --train_solver
     {"name": "format", "weight": 0.1},
 ]
 
@@ -66,6 +66,7 @@ class PipelineArgs:
         default=None, metadata={"help": "reward plugins: a YAML list in config files, JSON on the command line"}
     )
     train_limit: int | None = field(default=None, metadata={"help": "use the first N training problems"})
+    train_domain: str | None = field(default=None, metadata={"help": "train on one domain only (transfer ablation)"})
     rl_minutes: float | None = field(default=None, metadata={"help": "wall-clock budget of the RL stage"})
     rft_samples: int = field(default=8, metadata={"help": "RFT: decompositions sampled per problem"})
     rft_problems: int = field(default=1000, metadata={"help": "RFT: problems sampled per round"})
@@ -162,6 +163,7 @@ def sft_stage(args: PipelineArgs, run: Path, seed: int) -> Path:
         variant=args.sft_variant,
         data=args.data,
         train_limit=args.train_limit,
+        domain=args.train_domain,
         teacher=args.teacher,
         filter_solver=args.train_solver,
         eval_limit=0,
@@ -176,7 +178,7 @@ def train_dataset(args: PipelineArgs):
     from rlrefine.data import load_split
     from rlrefine.format import decomposer_messages
 
-    rows = load_split(args.data, "train", args.train_limit)
+    rows = load_split(args.data, "train", args.train_limit, args.train_domain)
     keep = ["id", "context", "question", "answer", "metric", "graph", "domain"]
     return Dataset.from_list(
         [{"prompt": decomposer_messages(r["context"], r["question"], ""), **{k: r[k] for k in keep}} for r in rows]
