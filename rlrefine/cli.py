@@ -14,6 +14,7 @@ COMMANDS = {
     "eval": ("rlrefine.evaluate:main", "evaluate decomposers x solvers -> results.json, results.md"),
     "pretrain": ("rlrefine.pretrain:main", "pretrain the tiny base model on world text (a one-off)"),
     "sft": ("rlrefine.sft:main", "distill a decomposer (sd-t, sd-r, oracle) or a solver (onehop, se-t, se-a)"),
+    "teach": ("rlrefine.teach:main", "teacher decompositions of a dataset with any backend (SD-T, SD-R with --solver)"),
 }
 
 

@@ -6,7 +6,14 @@ Bamboogle) come in through the same schema.
 
 JSONL schema, one problem per line: ``question`` and ``answer`` (required); ``context`` (text the solver
 sees, may be empty), ``id``, ``subquestions`` (gold decomposition, list of strings), ``metric`` (one of
-``grading.METRICS``, default ``numeric``), ``domain``.
+``grading.METRICS``, default ``numeric``), ``domain``. A row without a required field (absent, null or blank)
+fails naming the row and the field. For example::
+
+    {"id": "q1", "context": "Ada has 3 apples .", "question": "How many apples does Ada have ?", "answer": "3"}
+    {"id": "q2", "question": "Who was president when the Eiffel Tower opened?", "answer": "Sadi Carnot", "metric": "acc"}
+
+Real datasets by name (``rlrefine.datasets_real``): ``gsm8k`` (local files or the hub), ``gsm8k:socratic``
+(human sub-questions as gold decompositions), ``drop`` (F1), ``bamboogle`` (accuracy); each also takes a path.
 """
 
 from __future__ import annotations
@@ -16,11 +23,15 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
 
+from rlrefine.datasets_real import REAL_DATASETS, load_real, require_fields
 from rlrefine.grading import METRICS
 from rlrefine.world import PRESETS, generate, world_config
 
 REQUIRED = ("question", "answer")
-DATASET_HELP = f"'world', 'world:<preset>' (presets: {', '.join(PRESETS)}), a save_to_disk folder, or a .jsonl file"
+DATASET_HELP = (
+    f"'world', 'world:<preset>' (presets: {', '.join(PRESETS)}), 'gsm8k[:socratic][:DIR]', 'drop[:PATH]', "
+    "'bamboogle[:PATH]', a save_to_disk folder, or a .jsonl file"
+)
 
 
 def _complete(ds: Dataset, source: str) -> Dataset:
@@ -28,6 +39,7 @@ def _complete(ds: Dataset, source: str) -> Dataset:
     for column in REQUIRED:
         if column not in ds.column_names:
             raise ValueError(f"{source}: missing column {column!r} (have: {', '.join(ds.column_names)})")
+    require_fields(ds, REQUIRED, source)
     defaults = {
         "id": None,
         "context": "",
@@ -54,7 +66,9 @@ def load_splits(data: str) -> DatasetDict:
     name, _, preset = data.partition(":")
     if name == "world":
         return generate(world_config(preset or "default"))
-    if os.path.isdir(data):
+    if name in REAL_DATASETS:  # gsm8k, gsm8k:socratic, drop, bamboogle: rlrefine.datasets_real
+        loaded = load_real(data)
+    elif os.path.isdir(data):
         loaded = load_from_disk(data)
         loaded = loaded if isinstance(loaded, DatasetDict) else DatasetDict({"test": loaded})
     elif data.endswith((".jsonl", ".json")) and Path(data).is_file():

@@ -26,6 +26,7 @@ class Decomposed:
     text: str
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    error: str | None = None  # a backend failed on this problem (set by rlrefine.backends; never trained on)
 
 
 @runtime_checkable
@@ -115,12 +116,17 @@ TEACHER_KEYS = {f.name: f.type for f in fields(FlawedTeacher)}
 BUILTIN_DECOMPOSERS = ("none", "oracle", "teacher")
 SPEC_HELP = (
     "'none', 'oracle', 'teacher[:merge=P,misorder=P,redundant=P,irrelevant=P,cap=N,seed=S]', a model folder, "
+    "a real model ('hf:PATH_OR_ID', 'vllm:MODEL', 'openai:MODEL[@BASE_URL]' or a mapping {backend: ..., model: ...}), "
     "or LABEL=SPEC to name one of these in tables"
 )
 
 
-def make_decomposer(spec: str | Decomposer, **model_kwargs) -> Decomposer:
+def make_decomposer(spec: str | Mapping | Decomposer, **model_kwargs) -> Decomposer:
     """A decomposer from its spec; a bad spec fails naming what is valid."""
+    from rlrefine.backends import is_backend_spec, make_backend_decomposer
+
+    if is_backend_spec(spec):  # hf:, vllm:, openai:, or a {backend: ...} mapping
+        return make_backend_decomposer(spec)
     if not isinstance(spec, str):
         return spec
     label = re.match(r"^([A-Za-z][\w.-]*)=(.+)$", spec)

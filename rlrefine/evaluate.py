@@ -123,9 +123,9 @@ def evaluate(
             if cell_path and cell_path.exists():
                 cells.append(json.loads(cell_path.read_text()))
                 continue
-            records = solve_and_grade(rows, parsed, solver)
+            records = solve_and_grade(rows, parsed, solver, [d.error for d in decomposed])
             cell = summarize(rows, decomposed, parsed, records, dec, solver, prices)
-            if cell_path:
+            if cell_path and not any(d.error for d in decomposed):  # a cell with failures is redone next time
                 write_json(cell_path, cell)
             cells.append(cell)
     results = {
@@ -142,7 +142,12 @@ def evaluate(
 
 
 def pass_at_k(
-    decomposer: str, rows: Sequence[Mapping], solver: str, k: int = 8, temperature: float = 1.0, seed: int = 0
+    decomposer: str | Decomposer,
+    rows: Sequence[Mapping],
+    solver: str,
+    k: int = 8,
+    temperature: float = 1.0,
+    seed: int = 0,
 ) -> dict:
     """Headroom for RL: share of problems where any of k sampled decompositions is solver-correct.
 

@@ -9,9 +9,9 @@ from tqdm.auto import tqdm
 
 from rlrefine.atomic import append_jsonl, read_jsonl
 from rlrefine.decomposers import Decomposed, Decomposer
-from rlrefine.format import Decomposition, parse
+from rlrefine.format import Decomposition
 from rlrefine.grading import grade
-from rlrefine.solvers import Solver, solve_unique
+from rlrefine.solvers import Solver, SolveResult, solve_unique
 
 
 def decompose(
@@ -21,12 +21,11 @@ def decompose(
     cache: str | Path | None = None,
     progress: bool = False,
 ) -> list[Decomposed]:
-    """All decompositions for ``rows``, in batches; with ``cache`` (JSONL) finished rows survive a kill."""
-    done = (
-        {r["id"]: Decomposed(r["text"], r["prompt_tokens"], r["completion_tokens"]) for r in read_jsonl(cache)}
-        if cache
-        else {}
-    )
+    """All decompositions for ``rows``, in batches; with ``cache`` (JSONL) finished rows survive a kill.
+
+    A failed decomposition (``error`` set by a backend) is returned but never cached: a rerun retries it.
+    """
+    done = {r.pop("id"): Decomposed(**r) for r in read_jsonl(cache)} if cache else {}
     todo = [row for row in rows if row["id"] not in done]
     bar = tqdm(
         total=len(rows), initial=len(rows) - len(todo), desc=f"decompose {decomposer.name}", disable=not progress
@@ -37,15 +36,21 @@ def decompose(
         for row, d in zip(chunk, out):
             done[row["id"]] = d
         if cache:
-            append_jsonl(cache, [{"id": row["id"], **vars(d)} for row, d in zip(chunk, out)])
+            append_jsonl(cache, [{"id": row["id"], **vars(d)} for row, d in zip(chunk, out) if d.error is None])
         bar.update(len(chunk))
     bar.close()
     return [done[row["id"]] for row in rows]
 
 
-def solve_and_grade(rows: Sequence[Mapping], decompositions: Sequence[Decomposition], solver: Solver) -> list[dict]:
-    """One record per problem: the solver's answer, its grade and the token counts."""
+def solve_and_grade(
+    rows: Sequence[Mapping], decompositions: Sequence[Decomposition], solver: Solver, failed: Sequence[str | None] = ()
+) -> list[dict]:
+    """One record per problem: the solver's answer, its grade and the token counts. A problem whose
+    decomposition ``failed`` is an error (no score), not a direct solve."""
     results = solve_unique(solver, rows, [d.subquestions for d in decompositions])
+    for i, reason in enumerate(failed):
+        if reason:
+            results[i] = SolveResult(answer=None, error=f"decomposer: {reason}")
     return [
         {
             "id": row["id"],
@@ -58,13 +63,3 @@ def solve_and_grade(rows: Sequence[Mapping], decompositions: Sequence[Decomposit
         }
         for row, res in zip(rows, results)
     ]
-
-
-def run(rows: Sequence[Mapping], decomposer: Decomposer, solver: Solver, batch_size: int = 64) -> list[dict]:
-    """The whole pipeline on ``rows``: records with the decomposition, the answer and its grade."""
-    decomposed = decompose(decomposer, rows, batch_size)
-    parsed = [parse(d.text) for d in decomposed]
-    records = solve_and_grade(rows, parsed, solver)
-    for rec, d, p in zip(records, decomposed, parsed):
-        rec.update(decomposition=d.text, subquestions=list(p.subquestions), valid=p.valid)
-    return records

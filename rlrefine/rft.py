@@ -19,11 +19,13 @@ from rlrefine.grading import grade
 from rlrefine.solvers import shared_solver, solve_unique
 
 
-def collect(model_dir: Path, rows: list[dict], solver: str, k: int, seed: int) -> tuple[list[dict], dict]:
+def collect(
+    model_dir: Path, rows: list[dict], solver: str, k: int, seed: int, instruction: str | None = ""
+) -> tuple[list[dict], dict]:
     """Sample k decompositions per problem; keep each distinct solver-correct one as an SFT example."""
     from rlrefine.models import ModelDecomposer
 
-    samples = ModelDecomposer(str(model_dir)).sample(rows, n=k, do_sample=True, seed=seed)
+    samples = ModelDecomposer(str(model_dir), instruction=instruction).sample(rows, n=k, do_sample=True, seed=seed)
     flat_rows = [row for row in rows for _ in range(k)]
     flat = [g for gens in samples for g in gens]
     parsed = [parse(g.text) for g in flat]
@@ -36,7 +38,7 @@ def collect(model_dir: Path, rows: list[dict], solver: str, k: int, seed: int) -
                 seen.add((row["id"], gen.text))
                 kept.append(
                     {
-                        "prompt": decomposer_messages(row["context"], row["question"], ""),
+                        "prompt": decomposer_messages(row["context"], row["question"], instruction),
                         "completion": [{"role": "assistant", "content": gen.text}],
                     }
                 )
@@ -62,7 +64,9 @@ def rft(args, sft_config, start: Path, out: Path) -> Path:
         if deadline is not None and time.monotonic() > deadline:
             break
         batch = rng.sample(rows, min(args.rft_problems, len(rows)))
-        kept, stats = collect(current, batch, args.train_solver, args.rft_samples, sft_config.seed + round_)
+        kept, stats = collect(
+            current, batch, args.train_solver, args.rft_samples, sft_config.seed + round_, args.instruction
+        )
         history.append({"round": round_, **stats})
         if not kept:
             break

@@ -52,6 +52,9 @@ class SFTArgs:
     train_limit: int | None = field(default=None, metadata={"help": "use the first N training problems"})
     domain: str | None = field(default=None, metadata={"help": "train on this domain's problems only"})
     teacher: str = field(default="teacher", metadata={"help": "teacher decomposer spec"})
+    instruction: str | None = field(
+        default="", metadata={"help": "decomposer prompt's instruction: '' none (tiny models); null the paper's"}
+    )
     filter_solver: str = field(default="hops=1", metadata={"help": "SD-R keeps what this solver answers right"})
     eval_solvers: list[str] = field(default_factory=lambda: ["hops=1", "hops=2"], metadata={"help": "for the card"})
     eval_limit: int = field(default=500, metadata={"help": "validation problems evaluated for the card (0: none)"})
@@ -122,7 +125,7 @@ def train_sft(script: SFTArgs, training_args, model_args) -> Path:
     work = prepare_output(out, script.overwrite)
     rows = list(load_split(script.data, "train", script.train_limit, script.domain))  # fails before any model
     if script.role == "decomposer":
-        dataset = decomposer_dataset(rows, script.variant, script.teacher, script.filter_solver)
+        dataset = decomposer_dataset(rows, script.variant, script.teacher, script.filter_solver, script.instruction)
     elif script.role == "solver":
         dataset = solver_dataset(rows, script.variant, script.teacher)
     else:
@@ -169,14 +172,21 @@ def train_sft(script: SFTArgs, training_args, model_args) -> Path:
     return out
 
 
-def validation_report(out: Path, script: SFTArgs) -> dict:
-    """Validation accuracy of the trained model in the pipeline, for its card."""
-    from rlrefine.data import load_split
+def validation_report(out: Path, script: SFTArgs) -> dict | None:
+    """Validation accuracy of the trained model in the pipeline, for its card (None: no validation split)."""
+    from rlrefine.data import load_splits
     from rlrefine.evaluate import evaluate
+    from rlrefine.models import ModelDecomposer
 
-    rows = list(load_split(script.data, "validation", script.eval_limit))
+    splits = load_splits(script.data)
+    if "validation" not in splits:  # never report on the test split from a training command
+        print(f"{script.data} has no validation split: the model card carries no accuracy")
+        return None
+    validation = splits["validation"]
+    rows = list(validation.select(range(min(script.eval_limit, len(validation)))))
     if script.role == "decomposer":
-        results = evaluate(rows, [str(out)], script.eval_solvers, progress=False)
+        student = ModelDecomposer(str(out), instruction=script.instruction)
+        results = evaluate(rows, [student], script.eval_solvers, progress=False)
     else:
         results = evaluate(rows, ["oracle", script.teacher, "none"], [f"model:{out}"], progress=False)
     return {

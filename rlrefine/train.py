@@ -61,6 +61,9 @@ class PipelineArgs:
     sft_variant: str = field(default="sd-t", metadata={"help": "sd-t, sd-r or oracle"})
     sft: dict | str = field(default_factory=dict, metadata={"help": "SFTConfig overrides for the SFT stage"})
     teacher: str = field(default="teacher")
+    instruction: str | None = field(
+        default="", metadata={"help": "the decomposer prompt's instruction: '' none (tiny models), null the paper's"}
+    )
     train_solver: str = field(default="hops=1", metadata={"help": "the frozen solver whose correctness is the reward"})
     rewards: str | None = field(
         default=None, metadata={"help": "reward plugins: a YAML list in config files, JSON on the command line"}
@@ -116,7 +119,9 @@ def parse(argv: list[str] | None):
     if algorithm == "rft":  # RFT's rounds are SFT: no generation settings, SFT's learning rate
         defaults = {k: v for k, v in defaults.items() if k not in _GENERATION_KEYS}
         defaults.update(learning_rate=5e-4, max_steps=200, max_length=256)
-    return parse_config([PipelineArgs, trl_config_class(algorithm)], argv, "rlrefine train", defaults)
+    from trl import ModelConfig
+
+    return parse_config([PipelineArgs, trl_config_class(algorithm), ModelConfig], argv, "rlrefine train", defaults)
 
 
 _GENERATION_KEYS = {"num_generations", "max_completion_length", "temperature", "beta"}
@@ -143,9 +148,11 @@ def _plain(value) -> bool:
     return isinstance(value, (str, int, float, bool, list, dict, type(None)))
 
 
-def sft_stage(args: PipelineArgs, run: Path, seed: int) -> Path:
+def sft_stage(args: PipelineArgs, model_args, run: Path, seed: int) -> Path:
     """Distill the student decomposer from the teacher (SD-T by default) with TRL's SFTTrainer."""
-    from trl import ModelConfig, SFTConfig
+    import dataclasses
+
+    from trl import SFTConfig
 
     from rlrefine.sft import TINY_DEFAULTS, SFTArgs, train_sft
 
@@ -154,7 +161,7 @@ def sft_stage(args: PipelineArgs, run: Path, seed: int) -> Path:
         return out
     settings = {**TINY_DEFAULTS, "seed": seed, **args.sft, "output_dir": str(out)}
     settings.pop("model_name_or_path")
-    model_args = ModelConfig(model_name_or_path=args.base_model)
+    model_args = dataclasses.replace(model_args, model_name_or_path=args.base_model)  # LoRA etc. as configured
     sft_fields = set(SFTConfig.__dataclass_fields__)
     unknown = sorted(set(settings) - sft_fields)
     if unknown:
@@ -166,6 +173,7 @@ def sft_stage(args: PipelineArgs, run: Path, seed: int) -> Path:
         domain=args.train_domain,
         teacher=args.teacher,
         filter_solver=args.train_solver,
+        instruction=args.instruction,
         eval_limit=0,
     )
     return train_sft(script, SFTConfig(**settings), model_args)
@@ -181,7 +189,10 @@ def train_dataset(args: PipelineArgs):
     rows = load_split(args.data, "train", args.train_limit, args.train_domain)
     keep = ["id", "context", "question", "answer", "metric", "graph", "domain"]
     return Dataset.from_list(
-        [{"prompt": decomposer_messages(r["context"], r["question"], ""), **{k: r[k] for k in keep}} for r in rows]
+        [
+            {"prompt": decomposer_messages(r["context"], r["question"], args.instruction), **{k: r[k] for k in keep}}
+            for r in rows
+        ]
     )
 
 
@@ -224,7 +235,7 @@ def timed(func):
     return wrapper
 
 
-def rl_stage(args: PipelineArgs, trl_args, start: Path, run: Path) -> Path:
+def rl_stage(args: PipelineArgs, trl_args, model_args, start: Path, run: Path) -> Path:
     """Refine the decomposer with GRPO or RLOO through TRL, or with RFT, against the frozen solver."""
     from transformers import AutoModelForCausalLM
 
@@ -246,8 +257,12 @@ def rl_stage(args: PipelineArgs, trl_args, start: Path, run: Path) -> Path:
     trl_args.reward_weights = weights
     trl_args.output_dir = str(work)
     trainer_class = {"grpo": GRPOTrainer, "rloo": RLOOTrainer}[args.algorithm]
+    from trl import get_peft_config
+
+    dtype = model_args.dtype if model_args.dtype not in (None, "auto") else "float32"
     trainer = trainer_class(
-        model=AutoModelForCausalLM.from_pretrained(start, dtype="float32"),
+        model=AutoModelForCausalLM.from_pretrained(str(start), dtype=dtype),
+        peft_config=get_peft_config(model_args),
         reward_funcs=funcs,
         args=trl_args,
         train_dataset=train_dataset(args),
@@ -284,17 +299,20 @@ def eval_stage(args: PipelineArgs, run: Path, sft: Path, rl: Path, seed: int) ->
     from rlrefine.atomic import write_json, write_text
     from rlrefine.data import load_split
     from rlrefine.evaluate import evaluate, pass_at_k, report
+    from rlrefine.models import ModelDecomposer
     from rlrefine.solvers import DEFAULT_SOLVERS
 
     rows = list(load_split(args.data, args.eval_split, args.eval_limit))
     solvers = args.eval_solvers or DEFAULT_SOLVERS
-    rl_label = f"rl-{args.algorithm}"
-    results = evaluate(
-        rows, ["none", "oracle", args.teacher, f"sft={sft}", f"{rl_label}={rl}"], solvers, out=run / "eval"
-    )
+    students = {
+        name: ModelDecomposer(str(path), instruction=args.instruction)
+        for name, path in (("sft", sft), (f"rl-{args.algorithm}", rl))
+    }
+    for name, student in students.items():
+        student.name = name
+    results = evaluate(rows, ["none", "oracle", args.teacher, *students.values()], solvers, out=run / "eval")
     results["pass_at_k"] = {
-        name: pass_at_k(str(path), rows, args.train_solver, args.pass_k, seed=seed)
-        for name, path in (("sft", sft), (rl_label, rl))
+        name: pass_at_k(student, rows, args.train_solver, args.pass_k, seed=seed) for name, student in students.items()
     }
     write_json(run / "results.json", results)
     write_text(run / "results.md", report(results))
@@ -304,13 +322,13 @@ def eval_stage(args: PipelineArgs, run: Path, sft: Path, rl: Path, seed: int) ->
 def main(argv: list[str] | None = None) -> dict:
     from accelerate import PartialState
 
-    args, trl_args = parse(argv)
+    args, trl_args, model_args = parse(argv)
     build_rewards(args, tokenizer=None)  # unknown rewards, settings and solvers fail now, before any training
     state = PartialState(cpu=trl_args.use_cpu)
     run = prepare_run_dir(args, trl_args) if state.is_main_process else Path(args.run_dir)
     state.wait_for_everyone()
-    sft = Path(args.decomposer) if args.decomposer else sft_stage(args, run, trl_args.seed)
-    rl = rl_stage(args, trl_args, sft, run)
+    sft = args.decomposer or sft_stage(args, model_args, run, trl_args.seed)
+    rl = rl_stage(args, trl_args, model_args, sft, run)
     results = eval_stage(args, run, sft, rl, trl_args.seed) if state.is_main_process else {}
     state.wait_for_everyone()
     if state.is_main_process:

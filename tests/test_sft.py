@@ -53,8 +53,7 @@ def test_sft_lowers_loss_and_changes_parameters(trained, tiny_model_dir):
         h["loss"] for h in json.loads((trained / "eval.json").read_text())["training"]["log_history"] if "loss" in h
     ]
     assert history[-1] < history[0]
-    before, after = load_file(tiny_model_dir / "model.safetensors"), load_file(trained / "model.safetensors")
-    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert _differs(tiny_model_dir, trained)
     card = (trained / "README.md").read_text()
     assert "oracle" in card and "Validation (20 problems)" in card and "hops=1" in card
 
@@ -185,3 +184,17 @@ def test_killed_training_resumes(tiny_model_dir, tmp_path):
     facts = json.loads((out / "eval.json").read_text())["training"]
     assert facts["resumed_from"] and facts["resumed_from"].endswith(checkpoint.name)
     assert not work.exists()
+
+
+def test_lora_is_a_switch_and_ships_merged(tiny_model_dir, tmp_path):
+    out = tmp_path / "lora"
+    argv = ["sft", "--variant", "oracle", "--model_name_or_path", str(tiny_model_dir), "--output_dir", str(out)]
+    assert main([*argv, "--use_peft", "--lora_r", "4", "--lora_alpha", "8", *FAST]) == 0
+    assert (out / "model.safetensors").exists() and not (out / "adapter_config.json").exists()
+    assert json.loads((out / "eval.json").read_text())["training"]["lora"] is True
+    assert _differs(tiny_model_dir, out)
+
+
+def _differs(a, b) -> bool:
+    before, after = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    return any(not torch.equal(before[k], after[k]) for k in before)

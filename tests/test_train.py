@@ -103,7 +103,7 @@ def test_config_errors(tmp_path):
     bad.write_text("algorithm: grpo\nlearning_rat: 0.1\n")
     with pytest.raises(ValueError, match="unknown config key\\(s\\): learning_rat"):
         parse(["--config", str(bad)])
-    pipeline, trl = parse(["--config", str(ROOT / "configs" / "quick.yaml"), "--loss_type", "dr_grpo"])
+    pipeline, trl, _ = parse(["--config", str(ROOT / "configs" / "quick.yaml"), "--loss_type", "dr_grpo"])
     assert trl.loss_type == "dr_grpo" and trl.max_steps == 20 and pipeline.sft == {"max_steps": 120}
     with pytest.raises(ValueError, match="unknown reward 'nope'"):
         main(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
+from collections.abc import Mapping
 
 from rlrefine.solvers.base import Solver, SolveResult, solve_unique
 from rlrefine.solvers.symbolic import SymbolicSolver
@@ -12,12 +13,17 @@ DEFAULT_SOLVERS = ["hops=1", "hops=2", "noise=0.1", "memory=1", "neural"]
 SYMBOLIC_KEYS = {"hops": int, "noise": float, "memory": int, "seed": int}
 SPEC_HELP = (
     "symbolic 'hops=K[,noise=P][,memory=M][,seed=S]' (also 'noise=P', 'memory=M' with hops=1), "
-    "'neural' (the bundled one-hop solver), or 'model:FOLDER' (a trained world solver)"
+    "'neural' (the bundled one-hop solver), 'model:FOLDER' (a trained world solver), or a real model: "
+    "'hf:PATH_OR_ID', 'vllm:MODEL', 'openai:MODEL[@BASE_URL]' or a mapping {backend: hf|vllm|openai, model: ...}"
 )
 
 
-def make_solver(spec: str | Solver) -> Solver:
+def make_solver(spec: str | Mapping | Solver) -> Solver:
     """A solver from its spec string; a bad spec fails naming what is valid."""
+    from rlrefine.backends import is_backend_spec, make_backend_solver
+
+    if is_backend_spec(spec):  # hf:, vllm:, openai:, or a {backend: ...} mapping
+        return make_backend_solver(spec)
     if not isinstance(spec, str):
         return spec
     if spec == "neural" or spec.startswith("model:"):

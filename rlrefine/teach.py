@@ -1,0 +1,151 @@
+"""``rlrefine teach``: teacher decompositions for a dataset split, written as SFT data (SD-T, or SD-R).
+
+    rlrefine teach --data gsm8k --split train --teacher openai:gpt-4o-mini --out teach/gsm8k-sdt.jsonl
+    rlrefine teach --data gsm8k --split train --teacher openai:gpt-4o-mini \\
+        --solver 'openai:Qwen/Qwen2.5-7B-Instruct@http://127.0.0.1:8000/v1' --out teach/gsm8k-sdr.jsonl
+
+The teacher gets the paper's decomposition prompt (at most three sub-questions, or "No decomposition"). With
+``--solver`` each decomposition goes through that solver and only those that led it to the gold answer are
+kept (SD-R); the others go to ``OUT.rejected.jsonl``. Every batch is appended and fsynced as it finishes, so a
+killed run resumes without redoing a finished row (kept or rejected); a row whose teacher or solver call
+failed is not written, so the next run retries it. ``OUT`` rows are TRL prompt-completion conversations (plus
+``id``, ``teacher``, ``solver``, ``correct``, token counts): ``load_dataset("json", data_files=OUT)`` is SFT data.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from rlrefine.atomic import append_jsonl, read_jsonl
+from rlrefine.decomposers import Decomposer, make_decomposer
+from rlrefine.format import decomposer_messages, parse
+from rlrefine.grading import grade
+from rlrefine.solvers import Solver, make_solver, solve_unique
+
+
+@dataclass
+class TeachArgs:
+    """Arguments of ``rlrefine teach`` (also from ``--config FILE.yaml``; flags override the file)."""
+
+    data: str = field(default="world", metadata={"help": "dataset name or path (rlrefine.data)"})
+    split: str = field(default="train")
+    limit: int | None = field(default=None, metadata={"help": "the first N problems of the split"})
+    teacher: str = field(default="teacher", metadata={"help": "decomposer spec: openai:..., vllm:..., hf:..., ..."})
+    solver: str | None = field(default=None, metadata={"help": "SD-R: keep only rows this solver then gets right"})
+    out: str = field(default="runs/teach/decompositions.jsonl", metadata={"help": "SFT rows (JSONL)"})
+    batch_size: int = field(default=64, metadata={"help": "problems per teacher call and per fsynced append"})
+    instruction: str | None = field(
+        default=None, metadata={"help": "system text of the student's SFT prompt: default the paper's; '' drops it"}
+    )
+    overwrite: bool = field(default=False, metadata={"help": "start over instead of resuming OUT"})
+
+
+def rejected_path(out: str | Path) -> Path:
+    out = Path(out)
+    return out.with_name(out.name.removesuffix(".jsonl") + ".rejected.jsonl")
+
+
+def _trim_torn_tail(path: Path) -> None:
+    """Cut a partial last line left by a kill mid-write, so the next append starts on a line of its own."""
+    data = path.read_bytes() if path.is_file() else b""
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as f:
+            f.truncate(data.rfind(b"\n") + 1)
+
+
+def _done(out: Path, teacher: str, solver: str | None) -> set:
+    """Ids already finished in ``out`` and its rejects; rows from another teacher or solver are an error."""
+    done = set()
+    for path in (out, rejected_path(out)):
+        _trim_torn_tail(path)
+        for row in read_jsonl(path):
+            if (row.get("teacher"), row.get("solver")) != (teacher, solver):
+                raise ValueError(
+                    f"{path} holds rows from teacher {row.get('teacher')!r} and solver {row.get('solver')!r}, not "
+                    f"{teacher!r} and {solver!r}; pass --overwrite or another --out"
+                )
+            done.add(row["id"])
+    return done
+
+
+def teach(
+    rows: Sequence[Mapping],
+    teacher: str | Mapping | Decomposer,
+    out: str | Path,
+    solver: str | Mapping | Solver | None = None,
+    batch_size: int = 64,
+    instruction: str | None = None,
+    progress: bool = True,
+) -> dict:
+    """Decompose ``rows`` with ``teacher`` (optionally filtered through ``solver``), appending to ``out``."""
+    out = Path(out)
+    ids = [row["id"] for row in rows]
+    if len(set(ids)) != len(ids):
+        raise ValueError("teach: problem ids must be unique (resuming is by id)")
+    dec = make_decomposer(teacher)
+    sol = make_solver(solver) if solver is not None else None
+    sol_name = sol.name if sol else None
+    done = _done(out, dec.name, sol_name)
+    todo = [row for row in rows if row["id"] not in done]
+    counts = {"problems": len(rows), "resumed": len(rows) - len(todo), "kept": 0, "rejected": 0, "errors": 0}
+    bar = tqdm(total=len(rows), initial=counts["resumed"], desc=f"teach {dec.name}", disable=not progress)
+    for start in range(0, len(todo), batch_size):
+        batch = todo[start : start + batch_size]
+        decomposed = dec.decompose(batch)
+        good = [(row, d) for row, d in zip(batch, decomposed) if not getattr(d, "error", None)]
+        parsed = [parse(d.text) for _, d in good]
+        results: list = [None] * len(good)
+        if sol and good:
+            results = solve_unique(sol, [r for r, _ in good], [p.subquestions for p in parsed])
+        kept, rejected = [], []
+        for (row, d), p, res in zip(good, parsed, results):
+            if res is not None and res.error:
+                continue  # the solver failed: retried next run
+            score = grade(res.answer, row["answer"], row.get("metric") or "numeric") if res is not None else None
+            record = {
+                "id": row["id"],
+                "prompt": decomposer_messages(row["context"], row["question"], instruction),
+                "completion": [{"role": "assistant", "content": d.text}],
+                "teacher": dec.name,
+                "solver": sol_name,
+                "correct": None if score is None else score == 1.0,
+                "score": score,
+                "solver_answer": res.answer if res is not None else None,
+                "n_subquestions": p.count,
+                "valid": p.valid,
+                "prompt_tokens": d.prompt_tokens,
+                "completion_tokens": d.completion_tokens,
+            }
+            (kept if score is None or score == 1.0 else rejected).append(record)
+        counts["errors"] += len(batch) - len(kept) - len(rejected)
+        counts["kept"] += len(kept)
+        counts["rejected"] += len(rejected)
+        if kept:
+            append_jsonl(out, kept)
+        if rejected:
+            append_jsonl(rejected_path(out), rejected)
+        bar.update(len(batch))
+    bar.close()
+    counts["total_kept"] = len(read_jsonl(out))
+    return counts
+
+
+def main(argv: list[str] | None = None) -> dict:
+    from rlrefine.cli import parse_config
+    from rlrefine.data import load_split
+
+    (args,) = parse_config(TeachArgs, argv, prog="rlrefine teach")
+    rows = list(load_split(args.data, args.split, args.limit))
+    if args.overwrite:
+        Path(args.out).unlink(missing_ok=True)
+        rejected_path(args.out).unlink(missing_ok=True)
+    counts = teach(rows, args.teacher, args.out, args.solver, args.batch_size, args.instruction)
+    print(json.dumps({"out": args.out, **counts}))
+    if counts["errors"]:
+        print(f"{counts['errors']} problem(s) failed in the teacher or solver; rerun the same command to retry them")
+    return counts

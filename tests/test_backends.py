@@ -1,0 +1,438 @@
+"""Real-model backends: ``hf`` on a tiny local model, ``openai`` against a real ``transformers serve`` and a small
+scripted HTTP server on 127.0.0.1 (bad JSON, 4xx, 429, a key echoed back), ``vllm`` where vLLM and a GPU exist,
+and the GPU configs (parsed by the training entry point, so a typo'd key fails here)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import asdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from rlrefine.backends import BackendError, backend_config
+from rlrefine.decomposers import make_decomposer
+from rlrefine.solvers import make_solver
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --- a real transformers serve ------------------------------------------------------------------------------------
+
+
+DONE = '"POST /v1/chat/completions HTTP/1.1" 200'
+
+
+class Served:
+    """A ``transformers serve`` process on 127.0.0.1 serving one local folder; ``stop()`` kills it."""
+
+    def __init__(self, model_dir: Path, log: Path, continuous_batching: bool = True) -> None:
+        pytest.importorskip("fastapi", reason="transformers serve needs the extra transformers[serving]")
+        pytest.importorskip("uvicorn", reason="transformers serve needs the extra transformers[serving]")
+        self.model, self.port, self.log = str(model_dir), _free_port(), log
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        cli = Path(sys.executable).parent / "transformers"
+        command = [str(cli), "serve", self.model, "--host", "127.0.0.1", "--port", str(self.port), "--device", "cpu"]
+        if continuous_batching:  # the server batches concurrent requests; a small fixed KV cache starts fast on CPU
+            command += ["--continuous-batching", "--cb-num-blocks", "128", "--cb-block-size", "32"]
+            command += ["--cb-max-batch-tokens", "2048"]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"transformers serve exited: {log.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"transformers serve did not come up: {log.read_text()[-2000:]}")
+
+    def lines(self) -> list[str]:
+        return self.log.read_text().splitlines()
+
+    def completed(self) -> int:
+        return sum(DONE in line for line in self.lines())
+
+    def peak_overlap(self, since: int) -> int:
+        """Most requests the server was working on at once, from its log after line ``since``: it logs each
+        request when it starts and again when it answers (one unbuffered stream, so in order)."""
+        running = peak = 0
+        for line in self.lines()[since:]:
+            running += ("[Request received]" in line) - (DONE in line)
+            peak = max(peak, running)
+        return peak
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def served(tiny_model_dir, tmp_path_factory):
+    server = Served(tiny_model_dir, tmp_path_factory.mktemp("serve") / "server.log")
+    yield server
+    server.stop()
+
+
+def _openai(server: Served, **options) -> dict:
+    return {"backend": "openai", "model": server.model, "base_url": server.url, "max_tokens": 16, **options}
+
+
+@pytest.mark.slow
+def test_batch_of_64_runs_concurrently_against_transformers_serve(served, test_rows):
+    rows = test_rows[:64]
+    solver = make_solver(_openai(served, concurrency=16))
+    since = len(served.lines())
+    results = solver.solve(rows, [r["subquestions"] for r in rows])
+    assert [r.error for r in results] == [None] * 64
+    assert all(r.prompt_tokens > 0 and r.completion_tokens > 0 for r in results)
+    assert solver.engine.stats["requests"] == 64 and 1 < solver.engine.stats["peak_in_flight"] <= 16
+    assert 1 < served.peak_overlap(since) <= 16  # the server worked on several at once, never more than allowed
+    since = len(served.lines())
+    again = make_solver(_openai(served, concurrency=1)).solve(rows[:8], [r["subquestions"] for r in rows[:8]])
+    assert served.peak_overlap(since) == 1
+    assert [r.text for r in again] == [r.text for r in results[:8]]  # temperature 0: same replies either way
+
+
+@pytest.mark.slow
+def test_decomposer_and_cache_hit_on_rerun(served, test_rows, tmp_path):
+    rows = test_rows[:6]
+    spec = _openai(served, cache_dir=str(tmp_path / "cache"))
+    first = make_decomposer(spec)
+    out1 = first.decompose(rows)
+    assert first.engine.stats["requests"] == 6 and all(d.error is None for d in out1)
+    assert first.name == f"openai:{served.model}" and first.price_key == "teacher"
+    second = make_decomposer(spec)
+    out2 = second.decompose(rows)
+    assert second.engine.stats["cache_hits"] == 6 and second.engine.stats["requests"] == 0
+    assert out2 == out1
+    assert len(list((tmp_path / "cache").rglob("*.json"))) == 6
+
+
+@pytest.mark.slow
+def test_server_killed_mid_batch_gives_reported_failures_not_a_hang(tiny_model_dir, test_rows, tmp_path):
+    server = Served(tiny_model_dir, tmp_path / "server.log", continuous_batching=False)
+    try:
+        solver = make_solver(_openai(server, concurrency=4, max_tokens=48, max_retries=2, backoff=0.05, timeout=5))
+        rows = test_rows[:64]
+        box: dict = {}
+        worker = threading.Thread(target=lambda: box.update(results=solver.solve(rows, [[] for _ in rows])))
+        worker.start()
+        deadline = time.monotonic() + 60
+        while server.completed() < 8 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        server.stop()  # SIGKILL, requests in flight
+        worker.join(timeout=120)
+        assert not worker.is_alive(), "the batch hung after the server died"
+    finally:
+        server.stop()
+    results = box["results"]
+    ok = [r for r in results if r.error is None]
+    failed = [r for r in results if r.error is not None]
+    assert len(ok) >= 8 and failed, (len(ok), len(failed))
+    assert all("failed after 3 attempts" in r.error for r in failed)
+    assert solver.engine.stats["retries"] > 0  # retried before reporting
+
+
+# --- a scripted HTTP server: bad JSON, 4xx, 429, 5xx, a key echoed back -----------------------------------------
+
+
+class Scripted(BaseHTTPRequestHandler):
+    """Behaviour by the first path segment; counts hits and records Authorization headers."""
+
+    hits: Counter
+    auth: list
+    busy: dict
+
+    def _send(self, status: int, body: str, headers: dict | None = None) -> None:
+        data = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:  # the backend's start-up check: /<mode>/v1/models
+        self._send(200, json.dumps({"object": "list", "data": []}))
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        mode = self.path.split("/")[1]
+        self.hits[mode] += 1
+        self.auth.append(self.headers.get("Authorization"))
+        reply = json.dumps(
+            {
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "A1: 3\nThe answer is: 8"}}],
+                "usage": {"prompt_tokens": 11, "completion_tokens": 7},
+            }
+        )
+        text = json.dumps(body.get("messages", ""))
+        if mode == "ok" or (mode == "mixed" and "broken" not in text):
+            self._send(200, reply)
+        elif mode in ("bad", "mixed"):
+            self._send(200, '{"choices": [{"message": {"content": "The answer is')  # cut-off JSON
+        elif mode == "nochoices":
+            self._send(200, json.dumps({"object": "chat.completion", "choices": []}))
+        elif mode == "badrequest":  # a careless server that echoes the request's key in its error
+            self._send(400, json.dumps({"error": f"bad request from {self.headers.get('Authorization')}"}))
+        elif mode == "flaky":  # rate-limited twice, then fine
+            self._send(429, "{}", {"Retry-After": "0"}) if self.hits[mode] <= 2 else self._send(200, reply)
+        elif mode == "down":
+            self._send(503, json.dumps({"error": "overloaded"}))
+        elif mode == "slow":  # a model that takes 0.1 s per reply; counts how many it works on at once
+            with self.busy["lock"]:
+                self.busy["now"] += 1
+                self.busy["peak"] = max(self.busy["peak"], self.busy["now"])
+            time.sleep(0.1)
+            with self.busy["lock"]:
+                self.busy["now"] -= 1
+            self._send(200, reply)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def scripted():
+    busy = {"lock": threading.Lock(), "now": 0, "peak": 0}
+    handler = type("Handler", (Scripted,), {"hits": Counter(), "auth": [], "busy": busy})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    server.base = f"http://127.0.0.1:{server.server_address[1]}"
+    server.handler = handler
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _rows(*questions: str) -> list[dict]:
+    return [{"id": str(i), "context": "", "question": q, "answer": "8"} for i, q in enumerate(questions)]
+
+
+def _spec(server, mode: str, **options) -> dict:
+    return {"backend": "openai", "model": "m", "base_url": f"{server.base}/{mode}/v1", "backoff": 0.01, **options}
+
+
+def test_concurrency_is_bounded_and_beats_one_by_one(scripted):
+    rows = _rows(*(f"q{i} ?" for i in range(64)))
+    solver = make_solver(_spec(scripted, "slow", concurrency=16))
+    started = time.perf_counter()
+    assert all(r.answer == "8" for r in solver.solve(rows, [[]] * 64))
+    concurrent = time.perf_counter() - started
+    assert 4 <= scripted.handler.busy["peak"] <= 16  # seen by the server: many at once, never more than 16
+    started = time.perf_counter()
+    make_solver(_spec(scripted, "slow", concurrency=1)).solve(rows[:8], [[]] * 8)
+    one_by_one = (time.perf_counter() - started) / 8 * 64
+    assert concurrent < one_by_one / 4, (concurrent, one_by_one)  # ~16x in theory
+
+
+def test_malformed_json_is_reported_per_sample(scripted):
+    solver = make_solver(_spec(scripted, "mixed"))
+    results = solver.solve(_rows("fine ?", "broken ?", "also fine ?"), [[], ["Q ?"], []])
+    assert [r.answer for r in results] == ["8", None, "8"]
+    assert results[0].prompt_tokens == 11 and results[0].completion_tokens == 7
+    assert "malformed response" in results[1].error
+    assert scripted.handler.hits["mixed"] == 3  # a malformed reply is not retried
+    nochoices = make_decomposer(_spec(scripted, "nochoices")).decompose(_rows("q ?"))
+    assert nochoices[0].error and "malformed response" in nochoices[0].error
+
+
+def test_4xx_is_not_retried(scripted):
+    results = make_solver(_spec(scripted, "badrequest", max_retries=3)).solve(_rows("a ?", "b ?"), [[], []])
+    assert all("HTTP 400" in r.error and "not retried" in r.error for r in results)
+    assert scripted.handler.hits["badrequest"] == 2
+
+
+def test_429_and_5xx_are_retried_with_backoff(scripted):
+    solver = make_solver(_spec(scripted, "flaky", max_retries=3))
+    assert solver.solve(_rows("a ?"), [[]])[0].answer == "8"
+    assert scripted.handler.hits["flaky"] == 3 and solver.engine.stats["retries"] == 2
+    down = make_solver(_spec(scripted, "down", max_retries=2)).solve(_rows("a ?"), [[]])[0]
+    assert "failed after 3 attempts: HTTP 503" in down.error
+    assert scripted.handler.hits["down"] == 3
+
+
+def test_unreachable_endpoint_fails_clearly_within_the_timeout():
+    url = f"http://127.0.0.1:{_free_port()}/v1"  # nothing listens there
+    started = time.perf_counter()
+    with pytest.raises(BackendError, match="cannot reach .* is the server running"):
+        make_solver({"backend": "openai", "model": "m", "base_url": url, "timeout": 2})
+    assert time.perf_counter() - started < 2
+
+
+def test_silent_endpoint_times_out_instead_of_hanging():
+    with socket.socket() as listener:  # accepts connections (kernel backlog) and never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+        started = time.perf_counter()
+        with pytest.raises(BackendError, match="no answer from .* within 0.5 s"):
+            make_solver({"backend": "openai", "model": "m", "base_url": url, "timeout": 0.5})
+        assert time.perf_counter() - started < 5
+        spec = {"backend": "openai", "model": "m", "base_url": url, "timeout": 0.5, "max_retries": 1, "check": False}
+        solver = make_solver({**spec, "backoff": 0.01, "concurrency": 2})
+        started = time.perf_counter()
+        results = solver.solve(_rows("a ?", "b ?", "c ?", "d ?", "e ?", "f ?"), [[]] * 6)
+        assert all(r.error and "ReadTimeout" in r.error for r in results)
+        assert time.perf_counter() - started < 10  # later samples fail fast once the endpoint is known dead
+
+
+def test_api_key_never_appears_in_logs_cache_results_or_errors(scripted, tmp_path, monkeypatch, caplog):
+    key = "sk-test-" + secrets.token_hex(16)
+    monkeypatch.setenv("RLREFINE_TEST_KEY", key)
+    caplog.set_level(logging.DEBUG)
+    cache = tmp_path / "cache"
+    outputs = []
+    for mode in ("ok", "badrequest", "down", "bad"):
+        spec = _spec(scripted, mode, api_key_env="RLREFINE_TEST_KEY", cache_dir=str(cache), max_retries=1)
+        solver = make_solver(spec)
+        results = solver.solve(_rows("a ?", "b ?"), [[], ["Q ?"]])
+        outputs += [json.dumps(asdict(r)) for r in results]
+        outputs += [repr(solver), repr(solver.engine), solver.name, solver.engine.version]
+        outputs += [json.dumps(make_decomposer(spec).decompose(_rows("c ?"))[0].__dict__)]
+    assert scripted.handler.auth and set(scripted.handler.auth) == {f"Bearer {key}"}  # it was sent, ...
+    assert any("HTTP 400" in o for o in outputs) and any("HTTP 503" in o for o in outputs)
+    assert list(cache.rglob("*.json"))
+    written = [p.read_text() for p in cache.rglob("*") if p.is_file()]
+    for text in [caplog.text, *outputs, *written]:  # ... and never written anywhere
+        assert key not in text
+    with pytest.raises(ValueError, match="api_key_env"):
+        make_solver({"backend": "openai", "model": "m", "api_key": key})
+    monkeypatch.delenv("RLREFINE_TEST_KEY")
+    with pytest.raises(BackendError, match="RLREFINE_TEST_KEY") as err:
+        make_solver(_spec(scripted, "ok", api_key_env="RLREFINE_TEST_KEY"))
+    assert key not in str(err.value)
+
+
+# --- specs --------------------------------------------------------------------------------------------------------
+
+
+def test_spec_forms():
+    assert backend_config("openai:Qwen/Qwen2.5-7B-Instruct@http://127.0.0.1:8000/v1") == {
+        "backend": "openai",
+        "model": "Qwen/Qwen2.5-7B-Instruct",
+        "base_url": "http://127.0.0.1:8000/v1",
+    }
+    assert backend_config("vllm:Qwen/Qwen2.5-7B-Instruct") == {"backend": "vllm", "model": "Qwen/Qwen2.5-7B-Instruct"}
+    assert backend_config("{backend: openai, model: m, concurrency: 4}")["concurrency"] == 4
+    with pytest.raises(ValueError, match="unknown option.*colour.*valid: model"):
+        make_solver({"backend": "openai", "model": "m", "colour": "red", "check": False})
+    with pytest.raises(ValueError, match="'model' is required"):
+        make_solver("{backend: openai}")
+    with pytest.raises(ValueError, match=r"openai:MODEL\[@BASE_URL\]"):
+        make_solver("bogus")
+    with pytest.raises(ValueError, match=r"openai:MODEL\[@BASE_URL\]"):
+        make_decomposer("bogus")
+
+
+def test_openai_spec_string_names_and_json_form(scripted):
+    spec = f"openai:m@{scripted.base}/ok/v1"
+    solver = make_solver(spec)
+    assert solver.name == spec and solver.price_key == "solver"
+    assert make_solver(json.dumps(_spec(scripted, "ok"))).solve(_rows("a ?"), [[]])[0].answer == "8"
+    labelled = make_decomposer(f"gpt={spec}")
+    assert labelled.name == "gpt" and labelled.decompose(_rows("a ?"))[0].text.endswith("The answer is: 8")
+
+
+@pytest.mark.slow
+def test_completions_endpoint_renders_the_chat_template(served, tiny_model_dir, test_rows):
+    spec = _openai(served, endpoint="completions", tokenizer=str(tiny_model_dir))
+    results = make_solver(spec).solve(test_rows[:2], [[], []])
+    assert all(r.error is None and r.completion_tokens > 0 for r in results)
+
+
+# --- hf and vllm --------------------------------------------------------------------------------------------------
+
+
+def test_hf_backend_solver_and_decomposer(tiny_model_dir, test_rows):
+    from rlrefine.format import SOLVER_INSTRUCTION
+
+    rows = test_rows[:4]
+    solver = make_solver(
+        {"backend": "hf", "model": str(tiny_model_dir), "dtype": "float32", "device": "cpu", "max_tokens": 8}
+    )
+    assert solver.calculator is False and solver.instruction is None  # the paper's static prompt
+    results = solver.solve(rows, [r["subquestions"] for r in rows])
+    assert all(r.error is None and r.prompt_tokens > 0 and 0 < r.completion_tokens <= 8 for r in results)
+    prompt = solver.tokenizer.apply_chat_template([{"role": "system", "content": SOLVER_INSTRUCTION}], tokenize=False)
+    assert SOLVER_INSTRUCTION in prompt  # the model's own chat template carries the instruction
+    decomposer = make_decomposer(f"hf:{tiny_model_dir}")
+    assert decomposer.name == f"hf:{tiny_model_dir}" and decomposer.instruction is None
+    assert len(decomposer.decompose(rows[:2])) == 2
+    with pytest.raises(ValueError, match="hf backend: unknown option.*concurrency"):
+        make_solver({"backend": "hf", "model": str(tiny_model_dir), "concurrency": 4})
+
+
+def test_vllm_backend_needs_vllm():
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        with pytest.raises(BackendError, match=r"pip install 'rlrefine\[vllm\]'"):
+            make_solver("vllm:some/model")
+    else:
+        pytest.skip("vLLM is installed: see test_vllm_backend_on_gpu")
+
+
+@pytest.mark.slow
+def test_vllm_backend_on_gpu(tiny_model_dir, test_rows):
+    pytest.importorskip("vllm", reason="vLLM is not installed (pip install 'rlrefine[vllm]')")
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("vLLM needs a CUDA GPU")
+    spec = {"backend": "vllm", "model": str(tiny_model_dir), "max_tokens": 16, "gpu_memory_utilization": 0.3}
+    results = make_solver(spec).solve(test_rows[:8], [r["subquestions"] for r in test_rows[:8]])
+    assert all(r.error is None and r.completion_tokens > 0 for r in results)
+    assert len(make_decomposer(spec).decompose(test_rows[:8])) == 8
+
+
+# --- GPU configs --------------------------------------------------------------------------------------------------
+
+
+def test_gsm8k_grpo_config_parses_with_the_training_entry_point():
+    from rlrefine.train import parse
+
+    args, trl_args, model_args = parse(["--config", str(ROOT / "configs" / "gsm8k_grpo.yaml")])
+    assert args.data == "gsm8k" and args.algorithm == "grpo" and args.instruction is None
+    assert model_args.use_peft and model_args.lora_r == 16
+    assert trl_args.use_vllm and trl_args.vllm_mode == "colocate"
+    assert backend_config(args.train_solver)["backend"] == "openai"
+    assert all(backend_config(s)["backend"] == "openai" for s in args.eval_solvers)
+
+
+@pytest.mark.parametrize("name", ["multi_gpu", "zero2", "zero3", "fsdp2"])
+def test_accelerate_configs_load(name):
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    path = ROOT / "configs" / "accelerate" / f"{name}.yaml"
+    config = ClusterConfig.from_yaml_file(str(path))
+    assert config.num_processes == 8 and yaml.safe_load(path.read_text())["mixed_precision"] == "bf16"
+    if name.startswith("zero"):
+        assert config.deepspeed_config["zero_stage"] == int(name[-1])
+    if name == "fsdp2":
+        assert config.fsdp_config["fsdp_version"] == 2
