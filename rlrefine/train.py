@@ -300,6 +300,7 @@ def eval_stage(args: PipelineArgs, run: Path, sft: Path, rl: Path, seed: int) ->
     from rlrefine.data import load_split
     from rlrefine.evaluate import evaluate, pass_at_k, report
     from rlrefine.models import ModelDecomposer
+    from rlrefine.plots import plot_run
     from rlrefine.solvers import DEFAULT_SOLVERS
 
     rows = list(load_split(args.data, args.eval_split, args.eval_limit))
@@ -316,6 +317,12 @@ def eval_stage(args: PipelineArgs, run: Path, sft: Path, rl: Path, seed: int) ->
     }
     write_json(run / "results.json", results)
     write_text(run / "results.md", report(results))
+    log_history = (
+        json.loads((Path(rl) / "eval.json").read_text()).get("log_history", [])
+        if Path(rl, "eval.json").exists()
+        else []
+    )
+    plot_run(results, log_history, run / "report.png")
     return results
 
 

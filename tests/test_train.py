@@ -60,7 +60,7 @@ def test_three_rl_steps_change_the_policy(tiny_decomposer, tmp_path, algorithm):
     )
     names = {c["decomposer"] for c in results["cells"]}
     assert names == {"none", "oracle", "teacher", "sft", f"rl-{algorithm}"}
-    assert (run / "results.md").exists() and (run / "config.yaml").exists()
+    assert (run / "results.md").exists() and (run / "config.yaml").exists() and (run / "report.png").exists()
 
 
 def test_one_rft_round(tiny_decomposer, tmp_path):
