@@ -113,7 +113,6 @@ class FlawedTeacher:
 
 
 TEACHER_KEYS = {f.name: f.type for f in fields(FlawedTeacher)}
-BUILTIN_DECOMPOSERS = ("none", "oracle", "teacher")
 SPEC_HELP = (
     "'none', 'oracle', 'teacher[:merge=P,misorder=P,redundant=P,irrelevant=P,cap=N,seed=S]', a model folder, "
     "a real model ('hf:PATH_OR_ID', 'vllm:MODEL', 'openai:MODEL[@BASE_URL]' or a mapping {backend: ..., model: ...}), "
