@@ -107,7 +107,7 @@ def decomposer_messages(context: str, question: str, instruction: str | None = N
     tiny world models are trained with: they learn the task from data, and every prompt token costs a step.
     """
     instruction = DECOMPOSER_INSTRUCTION.format(cap=MAX_SUBQUESTIONS) if instruction is None else instruction
-    user = {"role": "user", "content": f"{context}\nQuestion: {question}"}
+    user = {"role": "user", "content": "\n".join(p for p in (context, f"Question: {question}") if p)}
     return [{"role": "system", "content": instruction}, user] if instruction else [user]
 
 
@@ -125,6 +125,6 @@ def solver_messages(
     ``instruction=""`` drops the instruction, as for the decomposer (tiny world solvers learn it from data).
     """
     instruction = SOLVER_INSTRUCTION if instruction is None else instruction
-    parts = [context, render(subquestions)] if subquestions else [context]
-    user = {"role": "user", "content": "\n".join([*parts, f"Question: {question}"])}
+    parts = (context, render(subquestions) if subquestions else "", f"Question: {question}")
+    user = {"role": "user", "content": "\n".join(p for p in parts if p)}
     return [{"role": "system", "content": instruction}, user] if instruction else [user]

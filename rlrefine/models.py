@@ -1,8 +1,8 @@
 """Models: build tiny ones offline, load any (local folder or hub id), and generate in batches.
 
 Tiny models are Llama-architecture causal LMs with a byte-level BPE tokenizer trained on world text, saved as
-normal HF folders. Generation is always batched (left padding, KV cache); a Python loop of batch-1
-``generate()`` is ~15x slower on these machines.
+normal HF folders. Generation is always batched (left padding, KV cache, length-sorted batches); a Python
+loop of batch-1 ``generate()`` is 4-5x slower on a 2-core CPU (experiments/bench_hf_solver.py).
 """
 
 from __future__ import annotations

@@ -72,7 +72,9 @@ class PipelineArgs:
     train_domain: str | None = field(default=None, metadata={"help": "train on one domain only (transfer ablation)"})
     rl_minutes: float | None = field(default=None, metadata={"help": "wall-clock budget of the RL stage"})
     rft_samples: int = field(default=8, metadata={"help": "RFT: decompositions sampled per problem"})
-    rft_problems: int = field(default=1000, metadata={"help": "RFT: problems sampled per round"})
+    rft_problems: int = field(
+        default=250, metadata={"help": "RFT: problems sampled per round (small rounds: more of them fit a budget)"}
+    )
     rft_rounds: int = field(default=3, metadata={"help": "RFT: sample -> filter -> SFT rounds"})
     eval_split: str = field(default="test")
     eval_limit: int | None = field(default=1000)

@@ -1,7 +1,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rlrefine.format import NO_DECOMPOSITION, completion_text, parse, render
+from rlrefine.format import NO_DECOMPOSITION, completion_text, decomposer_messages, parse, render, solver_messages
 
 question = st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")), min_size=1, max_size=60).map(
     lambda s: s.strip().replace("\n", " ") + " ?"
@@ -43,3 +43,15 @@ def test_completion_text_handles_trl_shapes():
     assert completion_text("Q1: a ?") == "Q1: a ?"
     assert completion_text([{"role": "assistant", "content": "Q1: a ?"}]) == "Q1: a ?"
     assert completion_text(None) == ""
+
+
+def test_prompts_without_context_or_subquestions_have_no_blank_lines():
+    """GSM8K-style rows carry everything in the question: the prompt must not start with an empty line."""
+    assert decomposer_messages("", "How many ?", "")[-1]["content"] == "Question: How many ?"
+    assert solver_messages("", "How many ?", [], "")[-1]["content"] == "Question: How many ?"
+    story, subs = "Ava has 3 marbles .", ["How many marbles does Ava have ?"]
+    assert (
+        solver_messages(story, "How many ?", subs, None)[-1]["content"]
+        == f"{story}\n{render(subs)}\nQuestion: How many ?"
+    )
+    assert decomposer_messages(story, "How many ?", None)[0]["role"] == "system"
