@@ -15,6 +15,10 @@ COMMANDS = {
     "pretrain": ("rlrefine.pretrain:main", "pretrain the tiny base model on world text (a one-off)"),
     "sft": ("rlrefine.sft:main", "distill a decomposer (sd-t, sd-r, oracle) or a solver (onehop, se-t, se-a)"),
     "teach": ("rlrefine.teach:main", "teacher decompositions of a dataset with any backend (SD-T, SD-R with --solver)"),
+    "train": (
+        "rlrefine.train:main",
+        "the whole pipeline in one process (accelerate launch rlrefine/train.py for more)",
+    ),
 }
 
 
@@ -37,7 +41,7 @@ def parse_config(dataclass_types, argv: list[str] | None, prog: str, defaults: d
                 for s in str(exc).split("[", 1)[1].split("]", 1)[0].replace("'", "").split(", ")
                 if s.startswith("--")
             ]
-            raise UsageError(f"{prog}: unknown config key(s): {', '.join(keys)}") from None
+            raise UsageError(f"unknown config key(s): {', '.join(keys)}") from None
         raise
 
 

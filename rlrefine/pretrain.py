@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> Path:
             save_steps=200,
             save_total_limit=1,
             bf16=False,
-            gradient_checkpointing=False,
+            activation_checkpointing=False,
             seed=args.seed,
             report_to="none",
         )

@@ -33,7 +33,7 @@ TINY_DEFAULTS = {
     "save_steps": 100,
     "save_total_limit": 1,
     "bf16": False,
-    "gradient_checkpointing": False,
+    "activation_checkpointing": False,
     "report_to": "none",
     "dataloader_drop_last": True,
     "use_cpu": not torch.cuda.is_available(),  # several CPU processes then form one gloo group

@@ -43,7 +43,7 @@ RL_DEFAULTS = {
     "save_steps": 50,
     "save_total_limit": 1,
     "bf16": False,
-    "gradient_checkpointing": False,
+    "activation_checkpointing": False,
     "report_to": "none",
     "seed": 0,
 }
@@ -101,19 +101,16 @@ def trl_config_class(algorithm: str):
     return {"grpo": GRPOConfig, "rloo": RLOOConfig, "rft": SFTConfig}[algorithm]
 
 
-def parse(argv: list[str] | None):
-    """Pipeline settings plus the TRL config of the chosen algorithm, from ``--config`` and flags."""
+def _sources(argv: list[str]) -> tuple[str, dict, dict]:
+    """The algorithm, the ``--config`` file's mapping and our TRL defaults for that algorithm."""
     import argparse
 
-    from rlrefine.cli import parse_config
-
-    argv = list(sys.argv[1:] if argv is None else argv)
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config")
     pre.add_argument("--algorithm")
     known, _ = pre.parse_known_args(argv)
-    file_config = yaml.safe_load(Path(known.config).read_text()) if known.config else {}
-    algorithm = known.algorithm or (file_config or {}).get("algorithm", "grpo")
+    file_config = (yaml.safe_load(Path(known.config).read_text()) if known.config else None) or {}
+    algorithm = known.algorithm or file_config.get("algorithm", "grpo")
     if algorithm not in ALGORITHMS:
         PipelineArgs(algorithm=algorithm)  # raises the error that lists the valid ones
     # On a CPU, use_cpu makes two launched processes one gloo group (MULTI_CPU); without it each trains alone.
@@ -121,15 +118,24 @@ def parse(argv: list[str] | None):
     if algorithm == "rft":  # RFT's rounds are SFT: no generation settings, SFT's learning rate
         defaults = {k: v for k, v in defaults.items() if k not in _GENERATION_KEYS}
         defaults.update(learning_rate=5e-4, max_steps=200, max_length=256)
+    return algorithm, file_config, defaults
+
+
+def parse(argv: list[str] | None):
+    """Pipeline settings plus the TRL config of the chosen algorithm, from ``--config`` and flags."""
     from trl import ModelConfig
 
+    from rlrefine.cli import parse_config
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    algorithm, _, defaults = _sources(argv)
     return parse_config([PipelineArgs, trl_config_class(algorithm), ModelConfig], argv, "rlrefine train", defaults)
 
 
 _GENERATION_KEYS = {"num_generations", "max_completion_length", "temperature", "beta"}
 
 
-def prepare_run_dir(args: PipelineArgs, trl_args) -> Path:
+def prepare_run_dir(argv: list[str], args: PipelineArgs, trl_args, model_args) -> Path:
     from rlrefine.cli import UsageError
 
     run = Path(args.run_dir)
@@ -141,13 +147,19 @@ def prepare_run_dir(args: PipelineArgs, trl_args) -> Path:
     run.mkdir(parents=True, exist_ok=True)
     from rlrefine.atomic import write_text
 
-    config = {"pipeline": asdict(args), "trl": {k: v for k, v in trl_args.to_dict().items() if _plain(v)}}
-    write_text(run / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+    write_text(run / "config.yaml", yaml.safe_dump(run_config(argv, args, trl_args, model_args), sort_keys=False))
     return run
 
 
-def _plain(value) -> bool:
-    return isinstance(value, (str, int, float, bool, list, dict, type(None)))
+def run_config(argv: list[str], args: PipelineArgs, trl_args, model_args) -> dict:
+    """What ``--config`` reads back to repeat the run: every pipeline setting, plus the TRL and model settings
+    that the config file, the flags or our defaults chose (not TRL's hundred-odd untouched or derived ones)."""
+    _, file_config, defaults = _sources(argv)
+    chosen = {*file_config, *defaults, *(a[2:].split("=")[0] for a in argv if a.startswith("--"))}
+    config = {k: v for k, v in asdict(args).items() if k not in ("overwrite", "resume")}  # how, not what, to run
+    for given in (trl_args.to_dict(), asdict(model_args)):
+        config.update({k: v for k, v in given.items() if k in chosen and k not in config and k != "output_dir"})
+    return config
 
 
 def sft_stage(args: PipelineArgs, model_args, run: Path, seed: int) -> Path:
@@ -334,7 +346,8 @@ def main(argv: list[str] | None = None) -> dict:
     args, trl_args, model_args = parse(argv)
     build_rewards(args, tokenizer=None)  # unknown rewards, settings and solvers fail now, before any training
     state = PartialState(cpu=trl_args.use_cpu)
-    run = prepare_run_dir(args, trl_args) if state.is_main_process else Path(args.run_dir)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    run = prepare_run_dir(argv, args, trl_args, model_args) if state.is_main_process else Path(args.run_dir)
     state.wait_for_everyone()
     sft = args.decomposer or sft_stage(args, model_args, run, trl_args.seed)
     rl = rl_stage(args, trl_args, model_args, sft, run)
@@ -346,4 +359,6 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from rlrefine.cli import main as cli
+
+    sys.exit(cli(["train", *sys.argv[1:]]))

@@ -198,3 +198,17 @@ def test_quick_config_end_to_end(tmp_path):
     acc = {(c["decomposer"], c["solver"]): c["accuracy"] for c in results["cells"]}
     assert acc["oracle", "hops=1"] >= 0.98 and ("rl-grpo", "hops=1") in acc
     assert set(results["pass_at_k"]) == {"sft", "rl-grpo"}
+    # the run's config.yaml repeats it: same pipeline, TRL and model settings (overwrite/resume are left out)
+    saved = parse(["--config", str(tmp_path / "quick" / "config.yaml")])
+    given = parse(["--config", str(ROOT / "configs" / "quick.yaml"), "--run_dir", str(tmp_path / "quick")])
+    assert saved[0] == given[0] and saved[2] == given[2] and saved[1].to_dict() == given[1].to_dict()
+
+
+def test_train_script_errors_are_one_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("learning_rat: 0.1\n")
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "rlrefine" / "train.py"), "--config", str(bad)], capture_output=True, text=True
+    )
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert run.stderr.strip().splitlines()[-1] == "rlrefine train: error: unknown config key(s): learning_rat"
