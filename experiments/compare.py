@@ -3,7 +3,7 @@
     # three seeds of the default pipeline, then RLOO and RFT from seed 0's SFT student at GRPO's RL time
     for s in 0 1 2; do accelerate launch rlrefine/train.py --seed $s --run_dir runs/seed-$s; done
     accelerate launch rlrefine/train.py --algorithm rft --decomposer runs/seed-0/sft --rl_minutes 3 --run_dir runs/rft-0
-    python experiments/compare.py runs/seed-* runs/rft-0 --out runs/compare.md
+    python experiments/compare.py runs/seed-* runs/rft-0 --out runs/compare.md   # and runs/compare.png
 
 For every (decomposer, solver) cell it reports the mean, the worst and the best accuracy over the runs that
 hold it, with mean sub-questions, plus each run's RL wall clock, pass@k and reward overhead; "training
@@ -19,6 +19,7 @@ from pathlib import Path
 from statistics import mean
 
 from rlrefine.atomic import write_text
+from rlrefine.plots import plot_runs
 
 
 def load(run: Path) -> dict:
@@ -69,9 +70,15 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    text = table([load(run) for run in args.runs])
+    runs = [load(run) for run in args.runs]
+    text = table(runs)
     if args.out:
         write_text(args.out, text)
+        accuracy = defaultdict(list)
+        for run in runs:
+            for cell in run["results"]["cells"]:
+                accuracy[cell["decomposer"], cell["solver"]].append(cell["accuracy"])
+        plot_runs(accuracy, ", ".join(r["run"] for r in runs), args.out.with_suffix(".png"))
     print(text)
 
 

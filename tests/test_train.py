@@ -202,6 +202,13 @@ def test_quick_config_end_to_end(tmp_path):
     saved = parse(["--config", str(tmp_path / "quick" / "config.yaml")])
     given = parse(["--config", str(ROOT / "configs" / "quick.yaml"), "--run_dir", str(tmp_path / "quick")])
     assert saved[0] == given[0] and saved[2] == given[2] and saved[1].to_dict() == given[1].to_dict()
+    # the seeds/algorithms ablation table reads finished runs (here the same run twice)
+    run = str(tmp_path / "quick")
+    out = tmp_path / "compare.md"
+    subprocess.run([sys.executable, str(ROOT / "experiments" / "compare.py"), run, run, "--out", str(out)], check=True)
+    text = out.read_text()
+    hops1 = f"| rl-grpo | hops=1 | 2 | {acc['rl-grpo', 'hops=1']:.3f} |"
+    assert text.startswith("# 2 runs: quick, quick") and hops1 in text and out.with_suffix(".png").stat().st_size > 0
 
 
 def test_train_script_errors_are_one_line(tmp_path):
