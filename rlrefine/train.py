@@ -59,14 +59,14 @@ class PipelineArgs:
     base_model: str = field(default="base", metadata={"help": "what the SFT student starts from"})
     decomposer: str | None = field(default=None, metadata={"help": "start RL from this decomposer; skips SFT"})
     sft_variant: str = field(default="sd-t", metadata={"help": "sd-t, sd-r or oracle"})
-    sft: dict | str = field(default_factory=dict, metadata={"help": "SFTConfig overrides for the SFT stage"})
+    sft: str | None = field(default=None, metadata={"help": "SFTConfig overrides for the SFT stage (a YAML mapping)"})
     teacher: str = field(default="teacher")
     instruction: str | None = field(
         default="", metadata={"help": "the decomposer prompt's instruction: '' none (tiny models), null the paper's"}
     )
     train_solver: str = field(default="hops=1", metadata={"help": "the frozen solver whose correctness is the reward"})
     rewards: str | None = field(
-        default=None, metadata={"help": "reward plugins: a YAML list in config files, JSON on the command line"}
+        default=None, metadata={"help": "reward plugins: a YAML list (on the command line too: '[{name: solver}]')"}
     )
     train_limit: int | None = field(default=None, metadata={"help": "use the first N training problems"})
     train_domain: str | None = field(default=None, metadata={"help": "train on one domain only (transfer ablation)"})
@@ -84,15 +84,26 @@ class PipelineArgs:
     overwrite: bool = field(default=False, metadata={"help": "delete run_dir and start over"})
 
     def __post_init__(self) -> None:
-        if isinstance(self.sft, str):
-            self.sft = json.loads(self.sft) if self.sft else {}
+        if not isinstance(self.sft, dict):
+            self.sft = _inline("sft", self.sft, dict) if self.sft else {}
         if self.rewards is None:
             self.rewards = [dict(r) for r in DEFAULT_REWARDS]
         elif isinstance(self.rewards, str):
-            self.rewards = json.loads(self.rewards)
+            self.rewards = _inline("rewards", self.rewards, list)
         if self.algorithm not in ALGORITHMS:
             hint = " (PPO with a critic is planned, not built yet)" if self.algorithm == "ppo" else ""
             raise ValueError(f"unknown algorithm {self.algorithm!r}{hint}; valid: {', '.join(ALGORITHMS)}")
+
+
+def _inline(key: str, text: str, kind: type):
+    """A mapping or list given on the command line, as YAML (JSON is YAML too)."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"--{key}: not valid YAML/JSON ({str(exc).splitlines()[0]}): {text}") from None
+    if not isinstance(value, kind):
+        raise ValueError(f"--{key}: expected a YAML/JSON {kind.__name__}, got {text!r}")
+    return value
 
 
 def trl_config_class(algorithm: str):

@@ -103,6 +103,10 @@ def test_config_errors(tmp_path):
     bad.write_text("algorithm: grpo\nlearning_rat: 0.1\n")
     with pytest.raises(ValueError, match="unknown config key\\(s\\): learning_rat"):
         parse(["--config", str(bad)])
+    with pytest.raises(ValueError, match="--rewards: not valid YAML/JSON"):
+        parse(["--rewards", "[{name: solver"])
+    inline = parse(["--rewards", '[{name: solver}, {"name": "format"}]', "--sft", "{max_steps: 5}"])[0]
+    assert inline.rewards == [{"name": "solver"}, {"name": "format"}] and inline.sft == {"max_steps": 5}
     pipeline, trl, _ = parse(["--config", str(ROOT / "configs" / "quick.yaml"), "--loss_type", "dr_grpo"])
     assert trl.loss_type == "dr_grpo" and trl.max_steps == 20 and pipeline.sft == {"max_steps": 120}
     with pytest.raises(ValueError, match="unknown reward 'nope'"):
