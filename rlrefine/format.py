@@ -76,6 +76,8 @@ def parse(text: object, max_subquestions: int | None = MAX_SUBQUESTIONS) -> Deco
             continue
         if not body.endswith("?"):
             problems.append("not_a_question")
+        elif body.count("?") > 1:  # "... have ? ? ?": padding an RL policy found when sub-questions cost reward
+            problems.append("several_questions_in_one")
         questions.append(body)
     if len(set(questions)) < len(questions):
         problems.append("repeated_subquestion")

@@ -3,9 +3,9 @@ from hypothesis import strategies as st
 
 from rlrefine.format import NO_DECOMPOSITION, completion_text, decomposer_messages, parse, render, solver_messages
 
-question = st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")), min_size=1, max_size=60).map(
-    lambda s: s.strip().replace("\n", " ") + " ?"
-)
+question = st.text(
+    st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp"), blacklist_characters="?"), min_size=1, max_size=60
+).map(lambda s: s.strip().replace("\n", " ") + " ?")
 
 
 @given(st.lists(question, max_size=3, unique=True))
@@ -55,3 +55,9 @@ def test_prompts_without_context_or_subquestions_have_no_blank_lines():
         == f"{story}\n{render(subs)}\nQuestion: How many ?"
     )
     assert decomposer_messages(story, "How many ?", None)[0]["role"] == "system"
+
+
+def test_padding_with_question_marks_is_a_format_problem():
+    padded = parse("Q1: How many cards does Pia have ?\nQ2: How many cards does Ada have ? ? ?")
+    assert padded.subquestions[1] == "How many cards does Ada have ? ? ?"
+    assert padded.problems == ("several_questions_in_one",) and not padded.valid
