@@ -68,6 +68,9 @@ def parse(text: object, max_subquestions: int | None = MAX_SUBQUESTIONS) -> Deco
             if not line.lstrip().upper().startswith(f"Q{i}:"):
                 problems.append("misnumbered_line")
             body = line[match.end() :].strip()
+            if body[:1] in (":", ".", ")"):  # "Q3::: How many ...": a GRPO seed wrote this 79 times in 1,000
+                problems.append("stray_punctuation")
+                body = body.lstrip(":.) ")
         if len(body) > MAX_CHARS:
             problems.append("overlong_line")
             body = body[:MAX_CHARS]

@@ -10,7 +10,7 @@ question = st.text(
 
 @given(st.lists(question, max_size=3, unique=True))
 def test_render_parse_round_trip(questions):
-    questions = [q for q in questions if q.strip(" ?")]
+    questions = [q for q in questions if q.strip(" ?") and q.strip()[0] not in ":.)"]  # those start with junk
     parsed = parse(render(questions))
     assert list(parsed.subquestions) == [q.strip() for q in questions]
     assert parsed.valid
@@ -61,3 +61,9 @@ def test_padding_with_question_marks_is_a_format_problem():
     padded = parse("Q1: How many cards does Pia have ?\nQ2: How many cards does Ada have ? ? ?")
     assert padded.subquestions[1] == "How many cards does Ada have ? ? ?"
     assert padded.problems == ("several_questions_in_one",) and not padded.valid
+
+
+def test_stray_punctuation_after_the_number_is_named_and_dropped():
+    parsed = parse("Q1: How many cards does Pia have ?\nQ2::: How many cards does Ada have ?")
+    assert parsed.subquestions == ("How many cards does Pia have ?", "How many cards does Ada have ?")
+    assert parsed.problems == ("stray_punctuation",)
