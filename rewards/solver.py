@@ -33,11 +33,22 @@ def finished(ids: list[int] | None, tokenizer: object) -> bool:
     return eos is None or ids is None or (len(ids) > 0 and ids[-1] == eos)
 
 
-def _solve(solver_spec: str, prompts, completions, completion_ids, kwargs):
+def _solve(solver_spec: str, completions, kwargs):
+    """Parse the completions and solve them (one batched call; memoised, so rewards on one solver share it).
+    Returns the parsed decompositions and, per sample, the graded score, or None where the solver failed."""
     rows = rows_from(kwargs, len(completions))
     parsed = [parse(completion_text(c)) for c in completions]
     results = solve_unique(shared_solver(solver_spec), rows, [p.subquestions for p in parsed])
-    return rows, parsed, results
+    scores = [
+        None if r.error is not None else grade(r.answer, row["answer"], row.get("metric") or "numeric")
+        for r, row in zip(results, rows)
+    ]
+    return parsed, results, scores
+
+
+def _mean(values) -> float:
+    values = [v for v in values if v is not None]
+    return sum(values) / max(len(values), 1)
 
 
 def _log(kwargs: dict, name: str, value: float) -> None:
@@ -56,26 +67,20 @@ def solver_correctness(
     """
 
     def reward(prompts, completions, completion_ids=None, **kwargs) -> list[float | None]:
-        rows, parsed, results = _solve(solver, prompts, completions, completion_ids, kwargs)
+        parsed, results, scores = _solve(solver, completions, kwargs)
         ids = completion_ids or [None] * len(completions)
         out: list[float | None] = []
-        for row, p, res, cid in zip(rows, parsed, results, ids):
-            if res.error is not None:
+        for p, score, cid in zip(parsed, scores, ids):
+            if score is None:
                 out.append(None)
             elif not finished(cid, tokenizer):
                 out.append(truncated)
             else:
-                score = grade(res.answer, row["answer"], row.get("metric") or "numeric")
                 out.append(score - subquestion_cost * p.count if score > 0 else score)
-        graded = [
-            grade(r.answer, row["answer"], row.get("metric") or "numeric")
-            for r, row in zip(results, rows)
-            if r.error is None
-        ]
-        _log(kwargs, f"solver[{solver}]/accuracy", sum(graded) / max(len(graded), 1))
+        _log(kwargs, f"solver[{solver}]/accuracy", _mean(scores))
         _log(kwargs, f"solver[{solver}]/errors", float(sum(r.error is not None for r in results)))
-        _log(kwargs, "decomposer/subquestions", sum(p.count for p in parsed) / max(len(parsed), 1))
-        _log(kwargs, "decomposer/truncated", sum(not finished(c, tokenizer) for c in ids) / max(len(ids), 1))
+        _log(kwargs, "decomposer/subquestions", _mean([p.count for p in parsed]))
+        _log(kwargs, "decomposer/truncated", _mean([not finished(c, tokenizer) for c in ids]))
         return out
 
     return named(reward, f"solver[{solver}]")
@@ -88,7 +93,7 @@ def partial_credit(solver: str = "hops=1") -> Callable:
     """
 
     def reward(prompts, completions, completion_ids=None, **kwargs) -> list[float | None]:
-        _, _, results = _solve(solver, prompts, completions, completion_ids, kwargs)
+        _, results, _ = _solve(solver, completions, kwargs)
         return [None if r.error else r.answered_share for r in results]
 
     return named(reward, f"partial[{solver}]")
@@ -101,19 +106,8 @@ def multi_solver(solvers: list[str] | tuple[str, ...] = ("hops=1", "memory=1", "
     def reward(prompts, completions, completion_ids=None, **kwargs) -> list[float | None]:
         per_solver = []
         for spec in solvers:
-            rows, _, results = _solve(spec, prompts, completions, completion_ids, kwargs)
-            per_solver.append(
-                [
-                    None if r.error else grade(r.answer, row["answer"], row.get("metric") or "numeric")
-                    for r, row in zip(results, rows)
-                ]
-            )
-            scores = [s for s in per_solver[-1] if s is not None]
-            _log(kwargs, f"solver[{spec}]/accuracy", sum(scores) / max(len(scores), 1))
-        out = []
-        for scores in zip(*per_solver):
-            ok = [s for s in scores if s is not None]
-            out.append(sum(ok) / len(ok) if ok else None)
-        return out
+            per_solver.append(_solve(spec, completions, kwargs)[2])
+            _log(kwargs, f"solver[{spec}]/accuracy", _mean(per_solver[-1]))
+        return [None if all(s is None for s in scores) else _mean(scores) for scores in zip(*per_solver)]
 
     return named(reward, "multi_solver")

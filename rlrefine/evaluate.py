@@ -141,6 +141,20 @@ def evaluate(
     return results
 
 
+def sample_and_solve(model, rows: Sequence[Mapping], solver: str, k: int, seed: int, temperature: float = 1.0):
+    """k sampled decompositions per problem (in row order), each solved and graded: one batched generation and
+    one batched solver call. Returns (row, generation, parsed, solve result, score) per sample."""
+    from rlrefine.solvers import shared_solver, solve_unique
+
+    samples = model.sample(rows, n=k, do_sample=True, temperature=temperature, seed=seed)
+    flat_rows = [row for row in rows for _ in range(k)]
+    gens = [g for gs in samples for g in gs]
+    parsed = [parse(g.text) for g in gens]
+    results = solve_unique(shared_solver(solver), flat_rows, [p.subquestions for p in parsed])
+    scores = [0.0 if r.error else grade(r.answer, row["answer"], row["metric"]) for r, row in zip(results, flat_rows)]
+    return list(zip(flat_rows, gens, parsed, results, scores))
+
+
 def pass_at_k(
     decomposer: str | Decomposer,
     rows: Sequence[Mapping],
@@ -154,23 +168,19 @@ def pass_at_k(
     RL can only reinforce what the policy sometimes samples; pass@k bounds what it can reach quickly.
     """
     from rlrefine.models import ModelDecomposer
-    from rlrefine.solvers import shared_solver, solve_unique
 
     model = make_decomposer(decomposer)
     if not isinstance(model, ModelDecomposer):
         raise ValueError(f"pass@k needs a model decomposer, got {decomposer!r}")
-    samples = model.sample(rows, n=k, do_sample=True, temperature=temperature, seed=seed)
-    flat_rows = [row for row in rows for _ in range(k)]
-    parsed = [parse(g.text) for gens in samples for g in gens]
-    results = solve_unique(shared_solver(solver), flat_rows, [p.subquestions for p in parsed])
-    scores = [0.0 if r.error else grade(r.answer, row["answer"], row["metric"]) for r, row in zip(results, flat_rows)]
+    solved = sample_and_solve(model, rows, solver, k, seed, temperature)
+    scores = [s[4] for s in solved]
     per_problem = [scores[i * k : (i + 1) * k] for i in range(len(rows))]
     return {
         "k": k,
         "solver": solver,
         "pass_at_k": sum(max(s) == 1.0 for s in per_problem) / max(len(rows), 1),
         "sampled_accuracy": sum(scores) / max(len(scores), 1),
-        "mean_subquestions": sum(p.count for p in parsed) / max(len(parsed), 1),
+        "mean_subquestions": sum(s[2].count for s in solved) / max(len(solved), 1),
     }
 
 

@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> Path:
 
     from rlrefine.cli import UsageError, parse_config
     from rlrefine.models import build_model, build_tokenizer
-    from rlrefine.sft import last_checkpoint
+    from rlrefine.sft import TRAINER_DEFAULTS, last_checkpoint
 
     (args,) = parse_config(PretrainArgs, argv, prog="rlrefine pretrain")
     out = Path(args.out)
@@ -141,11 +141,8 @@ def main(argv: list[str] | None = None) -> Path:
             lr_scheduler_type="constant",
             logging_steps=50,
             save_steps=200,
-            save_total_limit=1,
-            bf16=False,
-            activation_checkpointing=False,
             seed=args.seed,
-            report_to="none",
+            **TRAINER_DEFAULTS,
         )
         done = work / phase / "final"
         if (done / "config.json").exists():  # a rerun after a kill skips a finished phase

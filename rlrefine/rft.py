@@ -14,25 +14,20 @@ from pathlib import Path
 
 from datasets import Dataset
 
-from rlrefine.format import decomposer_messages, parse
-from rlrefine.grading import grade
-from rlrefine.solvers import shared_solver, solve_unique
+from rlrefine.format import decomposer_messages
 
 
 def collect(
     model_dir: Path, rows: list[dict], solver: str, k: int, seed: int, instruction: str | None = ""
 ) -> tuple[list[dict], dict]:
     """Sample k decompositions per problem; keep each distinct solver-correct one as an SFT example."""
+    from rlrefine.evaluate import sample_and_solve
     from rlrefine.models import ModelDecomposer
 
-    samples = ModelDecomposer(str(model_dir), instruction=instruction).sample(rows, n=k, do_sample=True, seed=seed)
-    flat_rows = [row for row in rows for _ in range(k)]
-    flat = [g for gens in samples for g in gens]
-    parsed = [parse(g.text) for g in flat]
-    results = solve_unique(shared_solver(solver), flat_rows, [p.subquestions for p in parsed])
+    model = ModelDecomposer(str(model_dir), instruction=instruction)
     kept, seen, solved = [], set(), set()
-    for row, gen, p, res in zip(flat_rows, flat, parsed, results):
-        if gen.finished and p.valid and res.error is None and grade(res.answer, row["answer"], row["metric"]) == 1.0:
+    for row, gen, p, res, score in sample_and_solve(model, rows, solver, k, seed):
+        if gen.finished and p.valid and res.error is None and score == 1.0:
             solved.add(row["id"])
             if (row["id"], gen.text) not in seen:
                 seen.add((row["id"], gen.text))

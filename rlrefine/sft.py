@@ -19,8 +19,19 @@ from transformers import TrainerCallback
 
 from rlrefine.atomic import write_json, write_text
 
+# Trainer settings every stage shares on these machines: no bf16, no checkpointing of activations (tiny
+# models), no trackers, one checkpoint kept; use_cpu so that several CPU processes form one gloo group.
+TRAINER_DEFAULTS = {
+    "save_total_limit": 1,
+    "bf16": False,
+    "activation_checkpointing": False,
+    "report_to": "none",
+    "use_cpu": not torch.cuda.is_available(),
+}
+
 # Defaults for the tiny world models; a config file or flags override any of them.
 TINY_DEFAULTS = {
+    **TRAINER_DEFAULTS,
     "model_name_or_path": "base",
     "output_dir": "runs/sft",
     "learning_rate": 1e-3,
@@ -31,12 +42,7 @@ TINY_DEFAULTS = {
     "max_length": 256,
     "logging_steps": 25,
     "save_steps": 100,
-    "save_total_limit": 1,
-    "bf16": False,
-    "activation_checkpointing": False,
-    "report_to": "none",
     "dataloader_drop_last": True,
-    "use_cpu": not torch.cuda.is_available(),  # several CPU processes then form one gloo group
 }
 
 

@@ -18,8 +18,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import torch
 import yaml
+
+from rlrefine.sft import TRAINER_DEFAULTS
 
 ALGORITHMS = ("grpo", "rloo", "rft")  # "ppo" (with a critic) is planned; the key leaves room for it
 
@@ -41,11 +42,8 @@ RL_DEFAULTS = {
     "beta": 0.0,
     "logging_steps": 10,
     "save_steps": 50,
-    "save_total_limit": 1,
-    "bf16": False,
-    "activation_checkpointing": False,
-    "report_to": "none",
     "seed": 0,
+    **TRAINER_DEFAULTS,
 }
 
 
@@ -124,8 +122,7 @@ def _sources(argv: list[str]) -> tuple[str, dict, dict]:
     algorithm = known.algorithm or file_config.get("algorithm", "grpo")
     if algorithm not in ALGORITHMS:
         PipelineArgs(algorithm=algorithm)  # raises the error that lists the valid ones
-    # On a CPU, use_cpu makes two launched processes one gloo group (MULTI_CPU); without it each trains alone.
-    defaults = {"use_cpu": not torch.cuda.is_available(), **RL_DEFAULTS}
+    defaults = dict(RL_DEFAULTS)
     if algorithm == "rft":  # RFT's rounds are SFT: no generation settings, SFT's learning rate
         defaults = {k: v for k, v in defaults.items() if k not in _GENERATION_KEYS}
         defaults.update(learning_rate=5e-4, max_steps=200, max_length=256)
@@ -354,10 +351,10 @@ def eval_stage(args: PipelineArgs, run: Path, sft: Path, rl: Path, seed: int) ->
 def main(argv: list[str] | None = None) -> dict:
     from accelerate import PartialState
 
+    argv = list(sys.argv[1:] if argv is None else argv)
     args, trl_args, model_args = parse(argv)
     build_rewards(args, tokenizer=None)  # unknown rewards, settings and solvers fail now, before any training
     state = PartialState(cpu=trl_args.use_cpu)
-    argv = list(sys.argv[1:] if argv is None else argv)
     run = prepare_run_dir(argv, args, trl_args, model_args) if state.is_main_process else Path(args.run_dir)
     state.wait_for_everyone()
     sft = args.decomposer or sft_stage(args, model_args, run, trl_args.seed)
