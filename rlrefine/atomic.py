@@ -28,9 +28,14 @@ def write_json(path: str | os.PathLike, obj: object) -> None:
 
 
 def append_jsonl(path: str | os.PathLike, rows: list[dict]) -> None:
-    """Append whole lines and fsync: a kill loses at most the line being written, which readers skip."""
+    """Append whole lines and fsync: a kill loses at most the line being written, which readers skip and the
+    next append cuts off first (else the first new row would be glued onto it and lost too)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    data = path.read_bytes() if path.is_file() else b""
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as f:
+            f.truncate(data.rfind(b"\n") + 1)
     with open(path, "a") as f:
         f.write("".join(json.dumps(r) + "\n" for r in rows))
         f.flush()

@@ -50,19 +50,10 @@ def rejected_path(out: str | Path) -> Path:
     return out.with_name(out.name.removesuffix(".jsonl") + ".rejected.jsonl")
 
 
-def _trim_torn_tail(path: Path) -> None:
-    """Cut a partial last line left by a kill mid-write, so the next append starts on a line of its own."""
-    data = path.read_bytes() if path.is_file() else b""
-    if data and not data.endswith(b"\n"):
-        with open(path, "r+b") as f:
-            f.truncate(data.rfind(b"\n") + 1)
-
-
 def _done(out: Path, teacher: str, solver: str | None) -> set:
     """Ids already finished in ``out`` and its rejects; rows from another teacher or solver are an error."""
     done = set()
     for path in (out, rejected_path(out)):
-        _trim_torn_tail(path)
         for row in read_jsonl(path):
             if (row.get("teacher"), row.get("solver")) != (teacher, solver):
                 raise ValueError(

@@ -107,3 +107,15 @@ def test_resumes_after_a_kill_without_redoing_rows(tiny_model_dir, tmp_path):
     assert len(ids) == len(set(ids)) == 120  # every problem once: none redone, none lost
     for f, lines in before.items():  # finished rows were kept as written, not rewritten
         assert f.read_text().splitlines()[: len(lines)] == lines
+
+
+def test_append_after_a_torn_line_keeps_the_new_rows(tmp_path):
+    """A kill mid-write leaves half a line; the next append must not glue its first row onto it."""
+    from rlrefine.atomic import append_jsonl, read_jsonl
+
+    path = tmp_path / "cache.jsonl"
+    append_jsonl(path, [{"id": 1}])
+    with open(path, "a") as f:
+        f.write('{"id": 2, "te')  # torn
+    append_jsonl(path, [{"id": 3}, {"id": 4}])
+    assert read_jsonl(path) == [{"id": 1}, {"id": 3}, {"id": 4}]
