@@ -8,6 +8,7 @@ checkpoints to ``OUTPUT_DIR.work`` and resumes from them when rerun; the finishe
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -81,10 +82,21 @@ class TimeBudget(TrainerCallback):
 
 
 def last_checkpoint(folder: Path) -> str | None:
-    """The newest ``checkpoint-N`` in ``folder``: a killed run resumes from it."""
-    found = [p for p in folder.glob("checkpoint-*") if (p / "trainer_state.json").exists()] if folder.is_dir() else []
+    """The newest complete ``checkpoint-N`` in ``folder``: a killed run resumes from it.
+
+    The Trainer writes trainer_state.json last, and not atomically, so a checkpoint counts only when that file
+    parses: a run killed mid-save resumes from the one before.
+    """
+    found = [p for p in folder.glob("checkpoint-*") if _readable(p / "trainer_state.json")] if folder.is_dir() else []
     found.sort(key=lambda p: int(p.name.rsplit("-", 1)[1]))
-    return str(found[-1]) if found else None  # trainer_state.json is written last: a half-written one is skipped
+    return str(found[-1]) if found else None
+
+
+def _readable(state: Path) -> bool:
+    try:
+        return isinstance(json.loads(state.read_text()), dict)
+    except (OSError, ValueError):
+        return False
 
 
 def prepare_output(out: Path, overwrite: bool) -> Path:

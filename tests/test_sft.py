@@ -176,13 +176,16 @@ def test_killed_training_resumes(tiny_model_dir, tmp_path):
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    checkpoint = sorted(work.glob("checkpoint-*"))[-1]
-    done = subprocess.run(
-        [*cmd, "--max_steps", str(int(checkpoint.name.split("-")[1]) + 3)], capture_output=True, text=True
-    )
+    step = max(int(c.name.split("-")[1]) for c in work.glob("checkpoint-*") if _parses(c / "trainer_state.json"))
+    # The kill can land mid-save; make that case certain: a newer checkpoint whose state file is torn.
+    torn = work / "checkpoint-999"
+    torn.mkdir(exist_ok=True)
+    (torn / "trainer_state.json").write_text('{"global_step": 999, "log_hi')
+    done = subprocess.run([*cmd, "--max_steps", str(step + 3)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     facts = json.loads((out / "eval.json").read_text())["training"]
-    assert facts["resumed_from"] and facts["resumed_from"].endswith(checkpoint.name)
+    assert facts["resumed_from"] and facts["resumed_from"].endswith(f"checkpoint-{step}")
+    assert facts["steps"] == step + 3
     assert not work.exists()
 
 
@@ -193,6 +196,13 @@ def test_lora_is_a_switch_and_ships_merged(tiny_model_dir, tmp_path):
     assert (out / "model.safetensors").exists() and not (out / "adapter_config.json").exists()
     assert json.loads((out / "eval.json").read_text())["training"]["lora"] is True
     assert _differs(tiny_model_dir, out)
+
+
+def _parses(path) -> bool:
+    try:
+        return bool(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return False
 
 
 def _differs(a, b) -> bool:
