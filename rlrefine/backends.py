@@ -33,6 +33,7 @@ import os
 import random
 import threading
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -47,7 +48,7 @@ from rlrefine.atomic import write_json
 from rlrefine.decomposers import Decomposed
 from rlrefine.format import decomposer_messages, solver_messages
 from rlrefine.solvers.base import SolveResult
-from rlrefine.solvers.model import text_answers
+from rlrefine.solvers.model import text_result
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,9 @@ SPEC_HELP = (
     "{backend: hf|vllm|openai, model: ..., <options>} (also as a YAML/JSON string)"
 )
 ROLE_KEYS = ("backend", "name", "price_key")  # what every spec may carry besides the backend's own options
+# A decomposer named by a backend spec is a teacher (the paper's prompt, a model you did not train); a trained
+# student is named by its folder and priced as "student" (models.ModelDecomposer). Override with price_key.
+PRICE_KEYS = {"solver": "solver", "decomposer": "teacher"}
 MAX_TOKENS = {"solver": 512, "decomposer": 256}  # room for worked sub-answers; decompositions are short
 
 
@@ -128,6 +132,7 @@ class OpenAIEngine:
             timeout=timeout,
             limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
         )
+        self._closer = weakref.finalize(self, self.client.close)
         self._tokenizer = None
         if tokenizer:  # the completions endpoint takes text: render the chat template here
             from rlrefine.models import load_tokenizer
@@ -146,7 +151,8 @@ class OpenAIEngine:
         return f"OpenAIEngine(model={self.model!r}, url={self.url!r})"
 
     def close(self) -> None:
-        self.client.close()
+        """Close the connection pool now; otherwise it closes when the engine is garbage-collected."""
+        self._closer()
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._secret, "***") if self._secret else text
@@ -346,15 +352,12 @@ class ChatSolver:
 
     def solve(self, rows: Sequence[Mapping], subquestions: Sequence[Sequence[str]]) -> list[SolveResult]:
         conversations = [solver_messages(r["context"], r["question"], list(sq)) for r, sq in zip(rows, subquestions)]
-        results = []
-        for out, sq in zip(self.engine.chat(conversations), subquestions):
-            if out.error:
-                results.append(SolveResult(answer=None, error=out.error))
-                continue
-            subs, answer = text_answers(out.text, len(sq))
-            trace = [{"subquestion": q, "answer": a} for q, a in zip(sq, subs)]
-            results.append(SolveResult(answer, out.text, trace, out.prompt_tokens, out.completion_tokens))
-        return results
+        return [
+            SolveResult(answer=None, error=out.error)
+            if out.error
+            else text_result(out.text, sq, out.prompt_tokens, out.completion_tokens)
+            for out, sq in zip(self.engine.chat(conversations), subquestions)
+        ]
 
 
 class ChatDecomposer:
@@ -445,7 +448,7 @@ def _hf(config: Mapping, name: str, role: str):
     else:
         model = ModelDecomposer(config["model"], instruction=None, **kwargs)
         model.name = name
-    model.price_key = config.get("price_key") or ("solver" if role == "solver" else "student")
+    model.price_key = config.get("price_key") or PRICE_KEYS[role]
     return model
 
 
@@ -462,9 +465,9 @@ def _build(spec: str | Mapping, role: str):
     if backend == "openai" and "base_url" not in options:  # the OpenAI API itself: its usual key variable
         options.setdefault("api_key_env", "OPENAI_API_KEY")
     engine = cls(**options)
-    if role == "solver":
-        return ChatSolver(engine, name, config.get("price_key") or "solver")
-    return ChatDecomposer(engine, name, config.get("price_key") or "teacher")
+    return (ChatSolver if role == "solver" else ChatDecomposer)(
+        engine, name, config.get("price_key") or PRICE_KEYS[role]
+    )
 
 
 def make_backend_solver(spec: str | Mapping):

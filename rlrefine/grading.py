@@ -20,16 +20,16 @@ _PUNCT = set(string.punctuation)
 
 
 def extract_answer(text: object) -> str | None:
-    """The answer a solver wrote: after the last "The answer is:" (or GSM8K's "####"), else the last line.
+    """The answer a solver wrote after the last "The answer is:" (or GSM8K's "####"); None when it never says.
 
-    >>> extract_answer("Ben has 8 marbles .\\nThe answer is: 8")
-    '8'
+    A reply without the marker gets no answer rather than a guess from its last line: a sub-answer ("A2: 5")
+    must not pass for the final one.
+
+    >>> extract_answer("A1: 5\\nThe answer is: 1,200 ."), extract_answer("A1: 5")
+    ('1,200', None)
     """
-    if not isinstance(text, str) or not text.strip():
-        return None
-    matches = _ANSWER.findall(text)
-    answer = matches[-1] if matches else text.strip().splitlines()[-1]
-    answer = answer.strip().splitlines()[0].strip() if answer.strip() else ""
+    matches = _ANSWER.findall(text) if isinstance(text, str) else []
+    answer = matches[-1].strip().splitlines()[0].strip() if matches and matches[-1].strip() else ""
     return answer.rstrip(" .") or None
 
 

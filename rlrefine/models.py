@@ -8,6 +8,7 @@ loop of batch-1 ``generate()`` is 4-5x slower on a 2-core CPU (experiments/bench
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,13 +88,29 @@ def load_tokenizer(path_or_id: str | os.PathLike):
     return tokenizer
 
 
+def weights_version(path_or_id: str | os.PathLike) -> str:
+    """Size and mtime of a folder's weights (a retrained model gets a new one); the name for a hub id."""
+    weights = sorted(Path(resolve(path_or_id)).glob("*.safetensors"))
+    return ":".join(f"{w.stat().st_size}-{w.stat().st_mtime_ns}" for w in weights) or str(path_or_id)
+
+
+_LOADED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
 def load(path_or_id: str | os.PathLike, dtype: str | torch.dtype = "auto", device: str | None = None):
-    """Model (eval mode) and tokenizer (left padding) from a folder or hub id."""
+    """Model (eval mode) and tokenizer (left padding) from a folder or hub id.
+
+    Models loaded here only generate, so one copy is shared while anything holds it: the RL reward's solver and
+    the eval matrix's are one model in GPU memory, not two. Trainers load their own copy.
+    """
     path = resolve(path_or_id)
-    tokenizer = load_tokenizer(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-    model.to(device or ("cuda" if torch.cuda.is_available() else "cpu")).eval()
-    return model, tokenizer
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    key = (path, str(dtype), device, weights_version(path))
+    model = _LOADED.get(key)
+    if model is None:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
+        _LOADED[key] = model
+    return model, load_tokenizer(path)
 
 
 @dataclass
@@ -161,8 +178,7 @@ class ModelDecomposer:
     ):
         self.name = str(path)
         self.model, self.tokenizer = load(path, **load_kwargs)
-        weights = sorted(Path(resolve(path)).glob("*.safetensors"))  # a retrained model must not hit an old cache
-        self.version = ":".join(f"{w.stat().st_size}-{w.stat().st_mtime_ns}" for w in weights) or str(path)
+        self.version = weights_version(path)  # a retrained model must not hit an old eval cache
         self.instruction, self.max_new_tokens, self.batch_size = instruction, max_new_tokens, batch_size
 
     def messages(self, row: Mapping) -> list[dict]:

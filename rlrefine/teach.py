@@ -24,8 +24,8 @@ from tqdm.auto import tqdm
 from rlrefine.atomic import append_jsonl, read_jsonl
 from rlrefine.decomposers import Decomposer, make_decomposer
 from rlrefine.format import decomposer_messages, parse
-from rlrefine.grading import grade
-from rlrefine.solvers import Solver, make_solver, solve_unique
+from rlrefine.pipeline import solve_and_grade
+from rlrefine.solvers import Solver, make_solver
 
 
 @dataclass
@@ -90,14 +90,14 @@ def teach(
         decomposed = dec.decompose(batch)
         good = [(row, d) for row, d in zip(batch, decomposed) if not getattr(d, "error", None)]
         parsed = [parse(d.text) for _, d in good]
-        results: list = [None] * len(good)
+        graded = [{"answer": None, "score": None, "error": None}] * len(good)  # unfiltered: every row is kept
         if sol and good:
-            results = solve_unique(sol, [r for r, _ in good], [p.subquestions for p in parsed])
+            graded = solve_and_grade([r for r, _ in good], parsed, sol)
         kept, rejected = [], []
-        for (row, d), p, res in zip(good, parsed, results):
-            if res is not None and res.error:
+        for (row, d), p, g in zip(good, parsed, graded):
+            if g["error"]:
                 continue  # the solver failed: retried next run
-            score = grade(res.answer, row["answer"], row.get("metric") or "numeric") if res is not None else None
+            score = g["score"]
             record = {
                 "id": row["id"],
                 "prompt": decomposer_messages(row["context"], row["question"], instruction),
@@ -106,7 +106,7 @@ def teach(
                 "solver": sol_name,
                 "correct": None if score is None else score == 1.0,
                 "score": score,
-                "solver_answer": res.answer if res is not None else None,
+                "solver_answer": g["answer"],
                 "n_subquestions": p.count,
                 "valid": p.valid,
                 "prompt_tokens": d.prompt_tokens,

@@ -4,6 +4,7 @@ and the GPU configs (parsed by the training entry point, so a typo'd key fails h
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -272,6 +273,10 @@ def test_429_and_5xx_are_retried_with_backoff(scripted):
     solver = make_solver(_spec(scripted, "flaky", max_retries=3))
     assert solver.solve(_rows("a ?"), [[]])[0].answer == "8"
     assert scripted.handler.hits["flaky"] == 3 and solver.engine.stats["retries"] == 2
+    client = solver.engine.client
+    del solver  # the connection pool closes with its engine, not at interpreter exit
+    gc.collect()
+    assert client.is_closed
     down = make_solver(_spec(scripted, "down", max_retries=2)).solve(_rows("a ?"), [[]])[0]
     assert "failed after 3 attempts: HTTP 503" in down.error
     assert scripted.handler.hits["down"] == 3
@@ -383,6 +388,7 @@ def test_hf_backend_solver_and_decomposer(tiny_model_dir, test_rows):
     assert SOLVER_INSTRUCTION in prompt  # the model's own chat template carries the instruction
     decomposer = make_decomposer(f"hf:{tiny_model_dir}")
     assert decomposer.name == f"hf:{tiny_model_dir}" and decomposer.instruction is None
+    assert (solver.price_key, decomposer.price_key) == ("solver", "teacher")  # the same rule as openai and vllm
     assert len(decomposer.decompose(rows[:2])) == 2
     with pytest.raises(ValueError, match="hf backend: unknown option.*concurrency"):
         make_solver({"backend": "hf", "model": str(tiny_model_dir), "concurrency": 4})

@@ -26,6 +26,7 @@ def test_numeric_forms():
     assert extract_answer("The answer is: 8 .") == "8"
     assert grade("8.0", "8") == 1.0 and grade(None, "8") == 0.0 and grade("", "8") == 0.0
     assert extract_answer(None) is None and extract_answer("   ") is None
+    assert extract_answer("A1: 5\nA2: 7") is None  # no final answer said: not the last sub-answer
 
 
 def test_text_metrics():

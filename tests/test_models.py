@@ -41,3 +41,24 @@ def test_build_is_deterministic():
         build_model(build_tokenizer(texts, 300), 32, 1, 2, seed=3),
     )
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_frozen_models_are_loaded_once_while_held(tiny_model_dir, tmp_path):
+    import gc
+    import shutil
+    import weakref
+
+    from rlrefine.decomposers import make_decomposer
+    from rlrefine.solvers import make_solver
+
+    solver = make_solver({"backend": "hf", "model": str(tiny_model_dir), "dtype": "float32", "device": "cpu"})
+    decomposer = make_decomposer(f"{{backend: hf, model: {tiny_model_dir}, dtype: float32, device: cpu}}")
+    assert decomposer.model is solver.model  # a reward's solver and an eval's: one copy in memory
+    assert load(tiny_model_dir, dtype="bfloat16", device="cpu")[0] is not solver.model  # other settings: another
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_model_dir, copy)
+    assert load(copy, dtype="float32", device="cpu")[0] is not solver.model  # other weights: another
+    held = weakref.ref(solver.model)
+    del solver, decomposer
+    gc.collect()
+    assert held() is None  # nothing holds it: the memory is freed, not kept by the cache

@@ -116,3 +116,14 @@ def test_written_work_reproduces_the_answers(test_rows, spec):
             [t["answer"] for t in res.trace],
             res.answer,
         )
+
+
+def test_free_text_replies_are_read_one_way():
+    """Every free-text solver (hf, vllm, openai) reads replies through text_result: A<i> lines, then the answer."""
+    from rlrefine.solvers.model import text_result
+
+    read = text_result("A1: 5\nA3: oops\nSo 5 + 7.\n#### 1,200", ["q1", "q2"], 10, 4)
+    assert read.answer == "1,200" and [t["answer"] for t in read.trace] == ["5", None]
+    assert read.answered_share == 0.5 and (read.prompt_tokens, read.completion_tokens) == (10, 4)
+    assert text_result("A1: 5\nA2: 7", ["q1", "q2"], 1, 1).answer is None  # never said its answer
+    assert text_result("", [], 0, 0).answer is None

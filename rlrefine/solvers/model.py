@@ -19,14 +19,15 @@ from rlrefine.world import stated_quantities
 _SUB = re.compile(r"^\s*A(\d+)\s*:\s*(.*)$")
 
 
-def text_answers(text: str, n_subquestions: int) -> tuple[list[str | None], str | None]:
-    """Sub-answers from ``A<i>: ...`` lines and the answer after "The answer is:", for free-text solvers."""
+def text_result(text: str, subquestions: Sequence[str], prompt_tokens: int, completion_tokens: int) -> SolveResult:
+    """A free-text solver's reply read the one way every such solver is read (local model, vLLM, HTTP):
+    sub-answers from the ``A<i>: ...`` lines, the answer after "The answer is:" (or "####"), else none."""
     subs: dict[int, str] = {}
     for line in text.splitlines():
         if match := _SUB.match(line):
             subs.setdefault(int(match.group(1)), match.group(2).strip() or None)
-    answer = extract_answer(text) if re.search(r"answer\s+is", text, re.IGNORECASE) else None
-    return [subs.get(i) for i in range(1, n_subquestions + 1)], answer
+    trace = [{"subquestion": q, "answer": subs.get(i)} for i, q in enumerate(subquestions, 1)]
+    return SolveResult(extract_answer(text), text, trace, prompt_tokens, completion_tokens)
 
 
 class ModelSolver:
@@ -63,10 +64,10 @@ class ModelSolver:
         )
         results = []
         for (gen,), sq, row in zip(generations, subquestions, rows):
-            if self.calculator:
-                subs, answer = run(gen.text, len(sq), stated_quantities(row["context"]))
-            else:
-                subs, answer = text_answers(gen.text, len(sq))
+            if not self.calculator:
+                results.append(text_result(gen.text, sq, gen.prompt_tokens, gen.completion_tokens))
+                continue
+            subs, answer = run(gen.text, len(sq), stated_quantities(row["context"]))
             trace = [{"subquestion": q, "answer": a} for q, a in zip(sq, subs)]
             results.append(SolveResult(answer, gen.text, trace, gen.prompt_tokens, gen.completion_tokens))
         return results
