@@ -43,17 +43,20 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", name).strip("_")[-80:] or "x"
 
 
-def cache_name(decomposer: Decomposer) -> str:
-    """File stem of a decomposer's cache: its name plus what identifies the exact model behind it."""
-    identity = f"{type(decomposer).__name__}|{decomposer.name}|{getattr(decomposer, 'version', '')}"
-    return f"{_safe(decomposer.name)}-{hashlib.sha256(identity.encode()).hexdigest()[:8]}"
+def cache_name(model: Decomposer | Solver) -> str:
+    """File stem of a decomposer's or solver's cache: its name plus what identifies the exact model behind it
+    (two solvers can share a name: a retrained folder, two endpoints labelled alike)."""
+    identity = f"{type(model).__name__}|{model.name}|{getattr(model, 'version', '')}"
+    return f"{_safe(model.name)}-{hashlib.sha256(identity.encode()).hexdigest()[:8]}"
 
 
 def rows_key(rows: Sequence[Mapping]) -> str:
-    """Identity of the evaluated rows, so a cache from other data is never reused."""
+    """Identity of the evaluated rows, gold included, so a cache from other data is never reused
+    (gsm8k and gsm8k:socratic share ids and questions but not gold decompositions)."""
     digest = hashlib.sha256()
     for row in rows:
-        digest.update(f"{row['id']}\x00{row['question']}\x00{row['context']}\n".encode())
+        gold = [row.get(c) for c in ("answer", "metric", "subquestions")]
+        digest.update(f"{row['id']}\x00{row['question']}\x00{row['context']}\x00{json.dumps(gold)}\n".encode())
     return digest.hexdigest()[:16]
 
 
@@ -62,7 +65,7 @@ def cost(prices: Mapping[str, Sequence[float]], key: str, prompt_tokens: int, co
     return (prompt_tokens * price_in + completion_tokens * price_out) / 1e6
 
 
-def summarize(rows: Sequence[Mapping], decomposed, parsed, records, decomposer, solver, prices) -> dict:
+def summarize(rows: Sequence[Mapping], decomposed, parsed, records, decomposer, solver) -> dict:
     scored = [r["score"] for r in records if r["score"] is not None]
     by: dict[str, dict] = {"domain": defaultdict(list), "depth": defaultdict(list)}
     for row, rec in zip(rows, records):
@@ -75,7 +78,6 @@ def summarize(rows: Sequence[Mapping], decomposed, parsed, records, decomposer, 
     dec_out = sum(d.completion_tokens for d in decomposed)
     sol_in = sum(r["solver_prompt_tokens"] for r in records)
     sol_out = sum(r["solver_completion_tokens"] for r in records)
-    dollars = cost(prices, decomposer.price_key, dec_in, dec_out) + cost(prices, solver.price_key, sol_in, sol_out)
     return {
         "decomposer": decomposer.name,
         "solver": solver.name,
@@ -90,9 +92,16 @@ def summarize(rows: Sequence[Mapping], decomposed, parsed, records, decomposer, 
         "by_domain": {k: sum(v) / len(v) for k, v in sorted(by["domain"].items())},
         "by_depth": {k: sum(v) / len(v) for k, v in sorted(by["depth"].items())},
         "tokens": {"decomposer_in": dec_in, "decomposer_out": dec_out, "solver_in": sol_in, "solver_out": sol_out},
-        "cost_usd": dollars,
-        "cost_usd_per_1k": 1000 * dollars / max(n, 1),
     }
+
+
+def priced(cell: dict, decomposer: Decomposer, solver: Solver, prices: Mapping[str, Sequence[float]]) -> dict:
+    """The cell with its cost under ``prices``: computed from the token counts at report time, so a cached cell
+    is re-priced when the price table changes."""
+    t = cell["tokens"]
+    dollars = cost(prices, decomposer.price_key, t["decomposer_in"], t["decomposer_out"])
+    dollars += cost(prices, solver.price_key, t["solver_in"], t["solver_out"])
+    return {**cell, "cost_usd": dollars, "cost_usd_per_1k": 1000 * dollars / max(cell["n"], 1)}
 
 
 def evaluate(
@@ -119,15 +128,15 @@ def evaluate(
         timings[dec.name] = time.perf_counter() - start
         parsed = [parse(d.text) for d in decomposed]
         for solver in solvers:
-            cell_path = out / "cache" / key / f"{cache_name(dec)}__{_safe(solver.name)}.json" if out else None
+            cell_path = out / "cache" / key / f"{cache_name(dec)}__{cache_name(solver)}.json" if out else None
             if cell_path and cell_path.exists():
-                cells.append(json.loads(cell_path.read_text()))
-                continue
-            records = solve_and_grade(rows, parsed, solver, [d.error for d in decomposed])
-            cell = summarize(rows, decomposed, parsed, records, dec, solver, prices)
-            if cell_path and not any(d.error for d in decomposed):  # a cell with failures is redone next time
-                write_json(cell_path, cell)
-            cells.append(cell)
+                cell = json.loads(cell_path.read_text())
+            else:
+                records = solve_and_grade(rows, parsed, solver, [d.error for d in decomposed])
+                cell = summarize(rows, decomposed, parsed, records, dec, solver)
+                if cell_path and not cell["errors"]:  # a decomposer or solver failure: the cell is redone next time
+                    write_json(cell_path, cell)
+            cells.append(priced(cell, dec, solver, prices))
     results = {
         "n": len(rows),
         "rows_key": key,

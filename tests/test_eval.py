@@ -89,3 +89,47 @@ def test_dataset_missing_a_column_names_file_and_column(tmp_path, capsys):
     assert main(["eval", "--data", str(bad), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert str(bad) in err and "missing column 'answer'" in err
+
+
+class FlakySolver:
+    """A frozen solver that fails every sample while ``down`` (an endpoint that timed out)."""
+
+    name, price_key, down = "flaky", "solver", True
+
+    def solve(self, rows, subquestions):
+        from rlrefine.solvers import SolveResult, make_solver
+
+        if self.down:
+            return [SolveResult(answer=None, error="timed out") for _ in rows]
+        return make_solver("hops=1").solve(rows, subquestions)
+
+
+def test_eval_cache_keys_on_gold_solver_identity_and_failures(world_dir, tmp_path):
+    from rlrefine.data import load_split
+    from rlrefine.evaluate import evaluate
+
+    rows, out = list(load_split(str(world_dir), "test", 30)), tmp_path / "eval"
+    flaky = FlakySolver()
+    assert evaluate(rows, ["oracle"], [flaky], out=out, progress=False)["cells"][0]["errors"] == 30
+    flaky.down = False  # the endpoint is back: failures were not cached, the cell is redone
+    assert evaluate(rows, ["oracle"], [flaky], out=out, progress=False)["cells"][0]["accuracy"] == 1.0
+    noisy = ["hops=2,noise=0.5", "hops=2,noise=0.5,seed=1"]  # same settings, other seed: other answers
+    cells = evaluate(rows, ["oracle"], noisy, out=out, progress=False)["cells"]
+    fresh = [evaluate(rows, ["oracle"], [s], progress=False)["cells"][0]["accuracy"] for s in noisy]
+    assert [c["solver"] for c in cells] == noisy and [c["accuracy"] for c in cells] == fresh
+    dearer = evaluate(rows, ["oracle"], ["hops=1"], out=out, prices={"solver": (20.0, 60.0)}, progress=False)
+    cheap = evaluate(rows, ["oracle"], ["hops=1"], out=out, progress=False)  # cached cell, priced afresh
+    assert dearer["cells"][0]["cost_usd"] > 10 * cheap["cells"][0]["cost_usd"] > 0
+    wrong_gold = [{**r, "answer": str(int(r["answer"]) + 1)} for r in rows]
+    assert evaluate(wrong_gold, ["oracle"], ["hops=1"], out=out, progress=False)["cells"][0]["accuracy"] == 0.0
+
+
+def test_world_preset_from_a_config_file(tmp_path):
+    from datasets import load_from_disk
+
+    config = tmp_path / "world.yaml"
+    config.write_text("preset: hard\n")
+    assert main(["world", "--config", str(config), "--out", str(tmp_path / "from-file")]) == 0
+    assert main(["world", "--preset", "hard", "--out", str(tmp_path / "from-flag")]) == 0
+    from_file, from_flag = (load_from_disk(str(tmp_path / d))["test"] for d in ("from-file", "from-flag"))
+    assert from_file["question"] == from_flag["question"]

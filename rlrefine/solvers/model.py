@@ -45,10 +45,11 @@ class ModelSolver:
         batch_size: int = 64,
         **load_kwargs,
     ) -> None:
-        from rlrefine.models import load
+        from rlrefine.models import load, weights_version
 
         self.name = name or f"model:{path}"
         self.model, self.tokenizer = load(path, **load_kwargs)
+        self.version = weights_version(path)  # a retrained solver must not hit an old eval cache
         self.calculator, self.instruction = calculator, instruction
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
 

@@ -35,6 +35,7 @@ class SymbolicSolver:
             [f"hops={hops}"]
             + ([f"noise={noise:g}"] if noise else [])
             + ([f"memory={memory}"] if memory is not None else [])
+            + ([f"seed={seed}"] if seed and noise else [])  # the seed only matters to a noisy solver
         )
         self.name = ",".join(parts)
 
