@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
+from datasets import Dataset, DatasetDict, Value, load_dataset, load_from_disk
 
 from rlrefine.datasets_real import REAL_DATASETS, load_real, require_fields
 from rlrefine.grading import METRICS
@@ -34,30 +34,35 @@ DATASET_HELP = (
 )
 
 
+OPTIONAL = {"context": "", "subquestions": [], "metric": "numeric", "domain": "", "graph": "", "depth": 0}
+
+
 def _complete(ds: Dataset, source: str) -> Dataset:
-    """Check required columns and fill the optional ones, so every consumer sees one schema."""
+    """Check required columns and fill the optional ones (absent or null), so every consumer sees one schema:
+    string ids, unique (caches and resuming go by id), string answers (a JSONL may hold ``"answer": 3``)."""
     for column in REQUIRED:
         if column not in ds.column_names:
             raise ValueError(f"{source}: missing column {column!r} (have: {', '.join(ds.column_names)})")
     require_fields(ds, REQUIRED, source)
-    defaults = {
-        "id": None,
-        "context": "",
-        "subquestions": [],
-        "metric": "numeric",
-        "domain": "",
-        "graph": "",
-        "depth": 0,
-    }
-    for column, default in defaults.items():
-        if column not in ds.column_names:
-            if column == "id":
-                ds = ds.add_column("id", [f"{i:05d}" for i in range(len(ds))])
-            else:
-                ds = ds.add_column(column, [default] * len(ds))
+    if isinstance(ds.features["answer"], Value) and ds.features["answer"].dtype != "string":
+        ds = ds.cast_column("answer", Value("string"))
+    for column, default in {"id": None, **OPTIONAL}.items():
+        values = ds[column] if column in ds.column_names else [None] * len(ds)
+        if column in ds.column_names and None not in values and (column != "id" or ds.features["id"].dtype == "string"):
+            continue
+        if column == "id":
+            filled = [f"{i:05d}" if v is None else str(v) for i, v in enumerate(values)]
+        else:
+            filled = [default if v is None else v for v in values]
+        ds = (ds.remove_columns(column) if column in ds.column_names else ds).add_column(column, filled)
     bad = sorted(set(ds["metric"]) - set(METRICS))
     if bad:
         raise ValueError(f"{source}: unknown metric {bad[0]!r} in column 'metric'; valid: {', '.join(METRICS)}")
+    ids = ds["id"]
+    if len(set(ids)) != len(ids):
+        seen: set[str] = set()
+        duplicate = next(i for i in ids if i in seen or seen.add(i))
+        raise ValueError(f"{source}: id {duplicate!r} appears more than once; ids must be unique (caches go by id)")
     return ds
 
 
@@ -88,4 +93,4 @@ def load_split(data: str, split: str = "test", limit: int | None = None, domain:
         if domain not in domains:
             raise ValueError(f"dataset {data!r} has no domain {domain!r}; valid: {', '.join(domains)}")
         ds = ds.filter(lambda r: r["domain"] == domain)
-    return ds.select(range(min(limit, len(ds)))) if limit else ds
+    return ds if limit is None else ds.select(range(min(limit, len(ds))))

@@ -140,3 +140,24 @@ def test_hub_datasets_offline_fail_with_the_local_way_out():
         load_splits("drop")
     with pytest.raises(ValueError, match=r"'gsm8k\[:socratic\]\[:DIR\]'"):
         load_splits("nonesuch")
+
+
+def test_jsonl_rows_are_completed_to_one_schema(tmp_path):
+    """The schema's own example (optional fields absent on some rows), numeric answers and null fields load."""
+    from rlrefine import data
+
+    example = [json.loads(line) for line in data.__doc__.split("For example::")[1].strip().splitlines()[:2]]
+    loaded = load_split(str(_write(tmp_path / "doc.jsonl", example)))
+    assert loaded["metric"] == ["numeric", "acc"] and loaded["context"] == ["Ada has 3 apples .", ""]
+    assert grade("Sadi Carnot was", loaded[1]["answer"], loaded[1]["metric"]) == 1.0
+    rows = [{"id": 7, "question": "a ?", "answer": 3, "context": None}, {"question": "b ?", "answer": 4.5}]
+    loaded = load_split(str(_write(tmp_path / "numbers.jsonl", rows)))
+    assert loaded["id"] == ["7", "00001"] and loaded["answer"] == ["3", "4.5"] and loaded["context"] == ["", ""]
+    assert grade("The answer is 3", loaded[0]["answer"]) == 1.0
+    assert len(load_split(str(tmp_path / "numbers.jsonl"), limit=0)) == 0
+
+
+def test_duplicate_ids_fail_naming_the_id(tmp_path):
+    rows = [{"id": "x", "question": "a ?", "answer": "1"}, {"id": "x", "question": "b ?", "answer": "2"}]
+    with pytest.raises(ValueError, match="id 'x' appears more than once"):
+        load_split(str(_write(tmp_path / "dup.jsonl", rows)))
