@@ -7,6 +7,9 @@ import os
 import tempfile
 from pathlib import Path
 
+_UMASK = os.umask(0)  # read once, at import: mkstemp makes 0600 files, results should get the usual mode
+os.umask(_UMASK)
+
 
 def write_text(path: str | os.PathLike, text: str) -> None:
     path = Path(path)
@@ -17,6 +20,7 @@ def write_text(path: str | os.PathLike, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -28,14 +32,25 @@ def write_json(path: str | os.PathLike, obj: object) -> None:
 
 
 def append_jsonl(path: str | os.PathLike, rows: list[dict]) -> None:
-    """Append whole lines and fsync: a kill loses at most the line being written, which readers skip and the
-    next append cuts off first (else the first new row would be glued onto it and lost too)."""
+    """Append whole lines and fsync. A kill leaves at most one unterminated last line: if it parses, readers
+    counted it, so it is ended with a newline; if it is torn, readers skipped it, so it is cut off (else the
+    first new row would be glued onto it and lost too)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = path.read_bytes() if path.is_file() else b""
-    if data and not data.endswith(b"\n"):
+    if path.is_file() and path.stat().st_size:
         with open(path, "r+b") as f:
-            f.truncate(data.rfind(b"\n") + 1)
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":  # rare: read the whole file only then
+                f.seek(0)
+                data = f.read()
+                start = data.rfind(b"\n") + 1
+                try:
+                    json.loads(data[start:])
+                except ValueError:
+                    f.truncate(start)
+                else:
+                    f.seek(0, os.SEEK_END)
+                    f.write(b"\n")
     with open(path, "a") as f:
         f.write("".join(json.dumps(r) + "\n" for r in rows))
         f.flush()

@@ -119,3 +119,16 @@ def test_append_after_a_torn_line_keeps_the_new_rows(tmp_path):
         f.write('{"id": 2, "te')  # torn
     append_jsonl(path, [{"id": 3}, {"id": 4}])
     assert read_jsonl(path) == [{"id": 1}, {"id": 3}, {"id": 4}]
+    with open(path, "a") as f:
+        f.write('{"id": 5}')  # whole row, killed before its newline: readers count it as done, so it must stay
+    assert read_jsonl(path)[-1] == {"id": 5}
+    append_jsonl(path, [{"id": 6}])
+    assert read_jsonl(path) == [{"id": 1}, {"id": 3}, {"id": 4}, {"id": 5}, {"id": 6}]
+
+
+def test_atomic_writes_get_the_usual_file_mode(tmp_path):
+    """Results are written through a private temp file; the published file must not stay private (0600)."""
+    from rlrefine.atomic import _UMASK, write_json
+
+    write_json(tmp_path / "results.json", {"accuracy": 1.0})
+    assert (tmp_path / "results.json").stat().st_mode & 0o777 == 0o666 & ~_UMASK
