@@ -7,6 +7,7 @@ solver, same data and the same wall-clock budget as the RL run it is compared wi
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 import time
@@ -41,10 +42,16 @@ def collect(
 
 
 def rft(args, sft_config, start: Path, out: Path) -> Path:
-    """``args.rft_rounds`` rounds of sample -> filter -> SFT, within ``args.rl_minutes`` if set."""
+    """``args.rft_rounds`` rounds of sample -> filter -> SFT, within ``args.rl_minutes`` if set.
+
+    Each finished round is recorded in ``rl.work/rounds.json``; with ``--resume`` a killed run continues after the
+    last finished round (same problems per round as an unbroken run; the time budget starts again).
+    """
+    from accelerate import PartialState
     from transformers import AutoModelForCausalLM
     from trl import SFTTrainer
 
+    from rlrefine.atomic import write_json
     from rlrefine.data import load_split
     from rlrefine.models import load_tokenizer
     from rlrefine.sft import TimeBudget, publish
@@ -52,18 +59,26 @@ def rft(args, sft_config, start: Path, out: Path) -> Path:
     rows = list(load_split(args.data, "train", args.train_limit, args.train_domain))
     rng = random.Random(sft_config.seed)
     work = out.with_name("rl.work")
+    progress = work / "rounds.json"
+    history = json.loads(progress.read_text()) if args.resume and progress.is_file() else []
+    state = PartialState()
+    if not history and state.is_main_process:
+        shutil.rmtree(work, ignore_errors=True)
+    state.wait_for_everyone()
+    current = work / f"round-{len(history) - 1}" / "model" if history else start
+    for _ in history:  # draw the finished rounds' problems again, so later rounds get the same ones
+        rng.sample(rows, min(args.rft_problems, len(rows)))
     deadline = None if args.rl_minutes is None else time.monotonic() + 60 * args.rl_minutes
-    current, history, trainer = start, [], None
     began = time.perf_counter()
-    for round_ in range(args.rft_rounds):
+    for round_ in range(len(history), args.rft_rounds):
         if deadline is not None and time.monotonic() > deadline:
             break
         batch = rng.sample(rows, min(args.rft_problems, len(rows)))
         kept, stats = collect(
             current, batch, args.train_solver, args.rft_samples, sft_config.seed + round_, args.instruction
         )
-        history.append({"round": round_, **stats})
         if not kept:
+            history.append({"round": round_, **stats})
             break
         sft_config.output_dir = str(work / f"round-{round_}")
         remaining = None if deadline is None else max((deadline - time.monotonic()) / 60, 0.01)
@@ -78,13 +93,17 @@ def rft(args, sft_config, start: Path, out: Path) -> Path:
         current = work / f"round-{round_}" / "model"
         trainer.save_model(str(current))
         trainer.processing_class.save_pretrained(str(current))
-        history[-1]["steps"] = trainer.state.global_step
-    if trainer is None:
+        history.append({"round": round_, **stats, "steps": trainer.state.global_step})
+        if state.is_main_process:
+            write_json(progress, history)  # written last: the round counts as finished only now
+    if current == start:
         raise RuntimeError(f"RFT found no solver-correct decomposition to train on: {history}")
     facts = {"algorithm": "rft", "rounds": history, "rl_minutes": (time.perf_counter() - began) / 60}
     card = (
         f"# rlrefine decomposer (rft)\n\nRejection-sampling fine-tuning from `{start}` against `{args.train_solver}`.\n"
     )
-    publish(trainer, out, card, {"training": facts})
-    shutil.rmtree(work, ignore_errors=True)
+    if state.is_main_process:
+        publish(current, out, card, {"training": facts})
+        shutil.rmtree(work, ignore_errors=True)
+    state.wait_for_everyone()
     return out

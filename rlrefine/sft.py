@@ -112,14 +112,18 @@ def prepare_output(out: Path, overwrite: bool) -> Path:
 
 
 def publish(trainer, out: Path, card: str, extra: dict | None = None) -> None:
-    """Save the final model next to ``out`` and swap it in with renames: never a half-written model."""
-    model = trainer.model
-    if hasattr(model, "merge_and_unload"):  # LoRA: ship a plain model that loads anywhere by path
-        model = model.merge_and_unload()
+    """Save the final model (a trainer's, or a saved model folder) next to ``out`` and swap it in with renames:
+    never a half-written model."""
     staging = out.with_name(f".{out.name}.staging")
     shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(staging)
-    trainer.processing_class.save_pretrained(staging)
+    if isinstance(trainer, (str, Path)):
+        shutil.copytree(trainer, staging)
+    else:
+        model = trainer.model
+        if hasattr(model, "merge_and_unload"):  # LoRA: ship a plain model that loads anywhere by path
+            model = model.merge_and_unload()
+        model.save_pretrained(staging)
+        trainer.processing_class.save_pretrained(staging)
     write_text(staging / "README.md", card)
     if extra:
         write_json(staging / "eval.json", extra)

@@ -93,6 +93,31 @@ def test_one_rft_round(tiny_decomposer, tmp_path):
     assert rounds[0]["kept"] > 0 and rounds[0]["steps"] == 3
 
 
+def test_killed_rft_resumes_after_its_last_finished_round(tiny_decomposer, tmp_path, monkeypatch):
+    import rlrefine.rft
+
+    run, real, calls = tmp_path / "rft", rlrefine.rft.collect, []
+
+    def collect(*args, **kwargs):
+        calls.append(args[0])
+        if len(calls) == 2:  # the run dies while sampling round 1
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rlrefine.rft, "collect", collect)
+    argv = ["--algorithm", "rft", "--decomposer", str(tiny_decomposer), "--run_dir", str(run), "--rft_rounds", "2"]
+    argv += ["--rft_problems", "16", "--rft_samples", "4", "--max_steps", "2", "--rewards", '[{"name": "solver"}]']
+    with pytest.raises(KeyboardInterrupt):
+        main([*argv, *TINY_RL[:10]])
+    finished = json.loads((run / "rl.work" / "rounds.json").read_text())
+    assert [r["round"] for r in finished] == [0]
+    main([*argv, "--resume", *TINY_RL[:10]])
+    assert calls[2] == run / "rl.work" / "round-0" / "model"  # round 1 starts from round 0's model, not afresh
+    rounds = json.loads((run / "rl" / "eval.json").read_text())["training"]["rounds"]
+    assert rounds[0] == finished[0] and [r["round"] for r in rounds] == [0, 1] and len(calls) == 3
+    assert not (run / "rl.work").exists()
+
+
 def test_config_errors(tmp_path):
     with pytest.raises(
         ValueError,
@@ -107,6 +132,8 @@ def test_config_errors(tmp_path):
         parse(["--rewards", "[{name: solver"])
     inline = parse(["--rewards", '[{name: solver}, {"name": "format"}]', "--sft", "{max_steps: 5}"])[0]
     assert inline.rewards == [{"name": "solver"}, {"name": "format"}] and inline.sft == {"max_steps": 5}
+    assert parse(["--instruction", "null"])[0].instruction is None  # a flag reads like YAML: the paper's prompt
+    assert parse(["--instruction", ""])[0].instruction == ""
     pipeline, trl, _ = parse(["--config", str(ROOT / "configs" / "quick.yaml"), "--loss_type", "dr_grpo"])
     assert trl.loss_type == "dr_grpo" and trl.max_steps == 20 and pipeline.sft == {"max_steps": 120}
     with pytest.raises(ValueError, match="unknown reward 'nope'"):
