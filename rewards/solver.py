@@ -9,7 +9,7 @@ counted in the logs; it never stops training.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from rlrefine.format import completion_text, parse
 from rlrefine.grading import grade
@@ -33,7 +33,7 @@ def finished(ids: list[int] | None, tokenizer: object) -> bool:
     return eos is None or ids is None or (len(ids) > 0 and ids[-1] == eos)
 
 
-def _solve(solver_spec: str, completions, kwargs):
+def _solve(solver_spec: str | Mapping, completions, kwargs):
     """Parse the completions and solve them (one batched call; memoised, so rewards on one solver share it).
     Returns the parsed decompositions and, per sample, the graded score, or None where the solver failed."""
     rows = rows_from(kwargs, len(completions))
@@ -44,6 +44,11 @@ def _solve(solver_spec: str, completions, kwargs):
         for r, row in zip(results, rows)
     ]
     return parsed, results, scores
+
+
+def _label(spec: str | Mapping) -> str:
+    """How a solver is named in reward and metric names: its spec, or for a mapping spec the solver's name."""
+    return spec if isinstance(spec, str) else shared_solver(spec).name
 
 
 def _mean(values) -> float:
@@ -57,7 +62,10 @@ def _log(kwargs: dict, name: str, value: float) -> None:
 
 
 def solver_correctness(
-    solver: str = "hops=1", subquestion_cost: float = 0.0, truncated: float | None = 0.0, tokenizer: object = None
+    solver: str | Mapping = "hops=1",
+    subquestion_cost: float = 0.0,
+    truncated: float | None = 0.0,
+    tokenizer: object = None,
 ) -> Callable:
     """1 if the frozen ``solver`` reaches the gold answer with these sub-questions, else 0 (or F1 for DROP).
 
@@ -77,16 +85,16 @@ def solver_correctness(
                 out.append(truncated)
             else:
                 out.append(score - subquestion_cost * p.count if score > 0 else score)
-        _log(kwargs, f"solver[{solver}]/accuracy", _mean(scores))
-        _log(kwargs, f"solver[{solver}]/errors", float(sum(r.error is not None for r in results)))
+        _log(kwargs, f"solver[{_label(solver)}]/accuracy", _mean(scores))
+        _log(kwargs, f"solver[{_label(solver)}]/errors", float(sum(r.error is not None for r in results)))
         _log(kwargs, "decomposer/subquestions", _mean([p.count for p in parsed]))
         _log(kwargs, "decomposer/truncated", _mean([not finished(c, tokenizer) for c in ids]))
         return out
 
-    return named(reward, f"solver[{solver}]")
+    return named(reward, f"solver[{_label(solver)}]")
 
 
-def partial_credit(solver: str = "hops=1") -> Callable:
+def partial_credit(solver: str | Mapping = "hops=1") -> Callable:
     """Share of sub-questions the solver could answer: a denser signal where full correctness is rare.
 
     It rewards answerable sub-questions, not needed ones, so keep its weight below the correctness reward's.
@@ -96,7 +104,7 @@ def partial_credit(solver: str = "hops=1") -> Callable:
         _, results, _ = _solve(solver, completions, kwargs)
         return [None if r.error else r.answered_share for r in results]
 
-    return named(reward, f"partial[{solver}]")
+    return named(reward, f"partial[{_label(solver)}]")
 
 
 def multi_solver(solvers: list[str] | tuple[str, ...] = ("hops=1", "memory=1", "noise=0.1")) -> Callable:
@@ -107,7 +115,7 @@ def multi_solver(solvers: list[str] | tuple[str, ...] = ("hops=1", "memory=1", "
         per_solver = []
         for spec in solvers:
             per_solver.append(_solve(spec, completions, kwargs)[2])
-            _log(kwargs, f"solver[{spec}]/accuracy", _mean(per_solver[-1]))
+            _log(kwargs, f"solver[{_label(spec)}]/accuracy", _mean(per_solver[-1]))
         return [None if all(s is None for s in scores) else _mean(scores) for scores in zip(*per_solver)]
 
     return named(reward, "multi_solver")

@@ -6,7 +6,9 @@ import argparse
 import importlib
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import yaml
 from trl import TrlParser
 
 COMMANDS = {
@@ -33,7 +35,7 @@ def parse_config(dataclass_types, argv: list[str] | None, prog: str, defaults: d
     if defaults:
         parser.set_defaults_with_config(**defaults)
     try:
-        return parser.parse_args_and_config(argv)
+        parsed = parser.parse_args_and_config(argv)
     except ValueError as exc:
         if "Unknown arguments from config file" in str(exc):
             keys = [
@@ -43,6 +45,12 @@ def parse_config(dataclass_types, argv: list[str] | None, prog: str, defaults: d
             ]
             raise UsageError(f"unknown config key(s): {', '.join(keys)}") from None
         raise
+    for obj in parsed:  # a flag reads like YAML: `--instruction null` is None, as `instruction: null` in a file
+        hints = {k: str(v) for c in reversed(type(obj).__mro__) for k, v in getattr(c, "__annotations__", {}).items()}
+        for name, hint in hints.items():
+            if ("None" in hint or "Optional" in hint) and getattr(obj, name, None) in ("null", "None", "~"):
+                setattr(obj, name, None)
+    return parsed
 
 
 @dataclass
@@ -55,11 +63,16 @@ def world_main(argv: list[str] | None = None) -> None:
     from rlrefine.world import PRESETS, WorldConfig, generate, world_config
 
     pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--preset", default="default")
+    pre.add_argument("--preset")
+    pre.add_argument("--config")
     known, _ = pre.parse_known_args(argv)
-    if known.preset not in PRESETS:
-        raise UsageError(f"unknown world preset {known.preset!r}; valid: {', '.join(PRESETS)}")
-    args, cfg = parse_config([WorldArgs, WorldConfig], argv, "rlrefine world", defaults=PRESETS[known.preset])
+    preset = known.preset  # picks the defaults, so it is read before the rest: the flag, else the config file's
+    if preset is None and known.config and Path(known.config).is_file():
+        preset = (yaml.safe_load(Path(known.config).read_text()) or {}).get("preset")
+    preset = preset or "default"
+    if preset not in PRESETS:
+        raise UsageError(f"unknown world preset {preset!r}; valid: {', '.join(PRESETS)}")
+    args, cfg = parse_config([WorldArgs, WorldConfig], argv, "rlrefine world", defaults=PRESETS[preset])
     generated = generate(world_config("default", **vars(cfg)))
     generated.save_to_disk(args.out)
     print(f"saved {', '.join(f'{k}={len(v)}' for k, v in generated.items())} to {args.out}")

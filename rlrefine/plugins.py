@@ -43,7 +43,11 @@ def _load_file(path: str, attr: str) -> object:
         spec = importlib.util.spec_from_file_location(name, file)
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
-        spec.loader.exec_module(module)  # the user's own plugin file, named in their config
+        try:
+            spec.loader.exec_module(module)  # the user's own plugin file, named in their config
+        except BaseException:
+            del sys.modules[name]  # a fixed file must be loaded afresh, not found half-run
+            raise
     return _attr(sys.modules[name], attr, path)
 
 

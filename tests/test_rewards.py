@@ -96,3 +96,23 @@ def test_resolution_errors():
         resolve("missing.py:f")
     with pytest.raises(ValueError, match="has no 'nothing'"):
         resolve("rewards.shape:nothing")
+
+
+def test_a_broken_plugin_file_is_loaded_afresh_once_fixed(tmp_path):
+    plugin = tmp_path / "wip.py"
+    plugin.write_text("def short(prompts, completions, **kwargs):\n    return [0.0]\nundefined_name\n")
+    with pytest.raises(NameError, match="undefined_name"):  # the file's own error, not "has no 'short'"
+        resolve(f"{plugin}:short")
+    with pytest.raises(NameError, match="undefined_name"):  # ...again on retry, not a half-run module
+        resolve(f"{plugin}:short")
+    plugin.write_text("def short(prompts, completions, **kwargs):\n    return [1.0]\n")
+    assert resolve(f"{plugin}:short")(None, ["x"]) == [1.0]
+
+
+def test_solver_reward_takes_a_mapping_spec(test_rows, tiny_model_dir):
+    completions, ids, columns = _batch(test_rows)
+    spec = {"backend": "hf", "model": str(tiny_model_dir), "dtype": "float32", "device": "cpu", "max_tokens": 4}
+    reward = resolve("solver", solver=spec)
+    assert reward.__name__ == f"solver[hf:{tiny_model_dir}]"
+    out = reward(None, completions, ids, **columns)
+    assert len(out) == 5 and all(v in (0.0, 1.0) for v in out)  # a 4-token reply from an untrained model

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -53,7 +54,7 @@ class MemoSolver:
 
     def __init__(self, solver: Solver, size: int = 8192) -> None:
         self.inner, self.size = solver, size
-        self.name, self.price_key = solver.name, solver.price_key
+        self.name, self.price_key, self.version = solver.name, solver.price_key, getattr(solver, "version", "")
         self.memo: OrderedDict[tuple, SolveResult] = OrderedDict()
 
     def solve(self, rows, subquestions) -> list[SolveResult]:
@@ -81,11 +82,12 @@ class MemoSolver:
 _SHARED: dict[str, MemoSolver] = {}
 
 
-def shared_solver(spec: str) -> MemoSolver:
+def shared_solver(spec: str | Mapping) -> MemoSolver:
     """One frozen instance per spec per process (a neural solver is loaded once), with a memo."""
-    if spec not in _SHARED:
-        _SHARED[spec] = MemoSolver(make_solver(spec))
-    return _SHARED[spec]
+    key = spec if isinstance(spec, str) else json.dumps(spec, sort_keys=True, default=str)
+    if key not in _SHARED:
+        _SHARED[key] = MemoSolver(make_solver(spec))
+    return _SHARED[key]
 
 
 __all__ = [
