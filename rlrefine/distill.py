@@ -9,18 +9,31 @@ and answer; ``se-a`` the teacher's decompositions with the gold final answer onl
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 
 from datasets import Dataset
 
-from rlrefine.decomposers import make_decomposer
+from rlrefine.decomposers import Decomposed, make_decomposer
 from rlrefine.format import decomposer_messages, parse, solver_messages
 from rlrefine.grading import grade
 from rlrefine.solvers import make_solver, solve_unique
 
 DECOMPOSER_VARIANTS = ("sd-t", "sd-r", "oracle")
 SOLVER_VARIANTS = ("onehop", "se-t", "se-a")
+log = logging.getLogger(__name__)
 TEACHER_SOLVER = "hops=2"  # the solver the flawed teacher writes for: its worked answers are SE-T's targets
+
+
+def _answered(rows: Sequence[Mapping], decomposed: Sequence[Decomposed]) -> tuple[list, list]:
+    """The rows whose teacher request succeeded: a failed one (``error``) is never trained on, not even as an
+    empty decomposition. Use ``rlrefine teach`` to retry failures and resume."""
+    kept = [(row, d) for row, d in zip(rows, decomposed) if not d.error]
+    if not kept:
+        raise ValueError(f"every teacher request failed, e.g. {decomposed[0].error}")
+    if len(kept) < len(rows):
+        log.warning("%d of %d teacher requests failed; those problems are left out", len(rows) - len(kept), len(rows))
+    return [r for r, _ in kept], [d for _, d in kept]
 
 
 def decomposer_dataset(
@@ -39,7 +52,8 @@ def decomposer_dataset(
     if not rows:
         raise ValueError("no training problems: the training split is empty")
     source = make_decomposer("oracle" if variant == "oracle" else teacher)
-    texts = [d.text for d in source.decompose(rows)]
+    rows, decomposed = _answered(rows, source.decompose(rows))
+    texts = [d.text for d in decomposed]
     results = solve_unique(make_solver(filter_solver), rows, [parse(t).subquestions for t in texts])
     correct = [grade(r.answer, row["answer"], row["metric"]) == 1.0 for r, row in zip(results, rows)]
     examples = [
@@ -66,7 +80,8 @@ def solver_dataset(
     if not rows:
         raise ValueError("no training problems: the training split is empty")
     source = make_decomposer("oracle" if variant == "onehop" else teacher)
-    subs = [parse(d.text).subquestions for d in source.decompose(rows)]
+    rows, decomposed = _answered(rows, source.decompose(rows))
+    subs = [parse(d.text).subquestions for d in decomposed]
     if variant == "se-a":
         targets = [f"The answer is: {row['answer']}" for row in rows]
     else:

@@ -60,3 +60,23 @@ def test_bad_variants_and_empty_data():
 
 def test_program_targets_are_json_safe(world):
     assert json.dumps(solver_dataset(list(world["train"])[:3], "se-t").to_list())
+
+
+class HalfDown:
+    """A teacher behind an endpoint that fails every other request."""
+
+    name, price_key = "half-down", "teacher"
+
+    def decompose(self, rows):
+        from rlrefine.decomposers import Decomposed, make_decomposer
+
+        good = make_decomposer("oracle").decompose(rows)
+        return [d if i % 2 else Decomposed("", error="HTTP 400") for i, d in enumerate(good)]
+
+
+def test_failed_teacher_requests_are_never_trained_on(world):
+    rows = list(world["train"])[:10]
+    for data in (decomposer_dataset(rows, "sd-t", teacher=HalfDown()), solver_dataset(rows, "se-a", HalfDown())):
+        assert data["id"] == [r["id"] for r in rows[1::2]]  # not as empty decompositions either
+    with pytest.raises(ValueError, match="every teacher request failed, e.g. HTTP 400"):
+        decomposer_dataset(rows[:1], "sd-t", teacher=HalfDown())

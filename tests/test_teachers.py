@@ -64,3 +64,9 @@ def test_decomposer_spec_errors():
     with pytest.raises(ValueError, match="unknown knob 'merj'"):
         make_decomposer("teacher:merj=0.1")
     assert make_decomposer("teacher:merge=0.2,cap=2").merge == 0.2
+
+
+def test_teacher_on_data_that_is_not_the_world_says_so():
+    row = {"id": "gsm-1", "context": "", "question": "How many eggs ?", "answer": "3", "domain": "", "graph": ""}
+    with pytest.raises(ValueError, match="flawed teacher needs world problems.*gsm-1 has none"):
+        make_decomposer("teacher").decompose([row])
