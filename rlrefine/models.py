@@ -121,6 +121,14 @@ class Generation:
     finished: bool  # ended with EOS rather than at the length limit
 
 
+def stop_ids(model, tokenizer) -> set[int]:
+    """Every token that ends a reply: the tokenizer's EOS and the model's own (chat models often add an
+    end-of-turn token in generation_config, as vLLM honours; ignoring it would run past the turn)."""
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    configured = configured if isinstance(configured, list) else [configured]
+    return {t for t in (tokenizer.eos_token_id, *configured) if t is not None}
+
+
 @torch.inference_mode()
 def generate(
     model,
@@ -140,7 +148,7 @@ def generate(
     out: list[list[Generation]] = [[] for _ in prompts]
     if seed is not None:
         torch.manual_seed(seed)
-    eos = tokenizer.eos_token_id
+    eos = stop_ids(model, tokenizer)
     per_batch = max(1, batch_size // n)
     for start in range(0, len(order), per_batch):
         idx = order[start : start + per_batch]
@@ -155,14 +163,15 @@ def generate(
             max_new_tokens=max_new_tokens,
             num_return_sequences=n,
             pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=eos,
+            eos_token_id=sorted(eos),
             **sampling,
         )
         completions = generated[:, batch["input_ids"].shape[1] :].tolist()
         for j, ids in enumerate(completions):
             i = idx[j // n]
-            finished = eos in ids
-            ids = ids[: ids.index(eos) + 1] if finished else ids
+            end = next((k for k, t in enumerate(ids) if t in eos), None)
+            finished = end is not None
+            ids = ids[: end + 1] if finished else ids
             text = tokenizer.decode(ids, skip_special_tokens=True)
             out[i].append(Generation(text.strip(), len(encoded[i]), len(ids), finished))
     return out
@@ -178,8 +187,9 @@ class ModelDecomposer:
     ):
         self.name = str(path)
         self.model, self.tokenizer = load(path, **load_kwargs)
-        self.version = weights_version(path)  # a retrained model must not hit an old eval cache
         self.instruction, self.max_new_tokens, self.batch_size = instruction, max_new_tokens, batch_size
+        # what the eval cache keys on: a retrained model, another prompt or length limit must not hit old results
+        self.version = f"{weights_version(path)}|{instruction!r}|{max_new_tokens}"
 
     def messages(self, row: Mapping) -> list[dict]:
         return decomposer_messages(row["context"], row["question"], self.instruction)

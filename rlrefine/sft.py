@@ -128,6 +128,7 @@ def publish(trainer, out: Path, card: str, extra: dict | None = None) -> None:
     if extra:
         write_json(staging / "eval.json", extra)
     old = out.with_name(f".{out.name}.old")
+    shutil.rmtree(old, ignore_errors=True)  # left by a run killed mid-swap
     if out.exists():
         out.rename(old)
     staging.rename(out)

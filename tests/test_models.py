@@ -62,3 +62,17 @@ def test_frozen_models_are_loaded_once_while_held(tiny_model_dir, tmp_path):
     del solver, decomposer
     gc.collect()
     assert held() is None  # nothing holds it: the memory is freed, not kept by the cache
+
+
+def test_generation_stops_at_the_models_own_end_of_turn_token(tiny_model_dir, test_rows):
+    """A chat model's generation_config may list an end-of-turn token besides the tokenizer's EOS."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)  # a private copy: its config is changed below
+    tok = load(tiny_model_dir)[1]
+    conversation = [decomposer_messages(test_rows[0]["context"], test_rows[0]["question"], "")]
+    prompt = tok.apply_chat_template(conversation[0], add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    first = model.generate(**prompt, max_new_tokens=1, do_sample=False)[0, -1].item()  # what it says first
+    model.generation_config.eos_token_id = [tok.eos_token_id, first]
+    reply = generate(model, tok, conversation, max_new_tokens=24)[0][0]
+    assert reply.finished and reply.completion_tokens == 1

@@ -103,6 +103,27 @@ def test_saved_decomposer_runs_through_eval(trained, tmp_path):
     assert cells[0]["tokens"]["decomposer_out"] > 0 and cells[0]["oracle_match"] is not None
 
 
+def test_publish_survives_what_a_kill_mid_swap_leaves(trained, tmp_path):
+    from rlrefine.sft import publish
+
+    out = tmp_path / "model"
+    publish(trained, out, "first")
+    (tmp_path / ".model.old" / "stale").mkdir(parents=True)  # a run killed between its two renames
+    publish(trained, out, "second", {"training": {}})
+    assert (out / "README.md").read_text() == "second" and (out / "config.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_model_eval_cache_keys_on_prompt_and_length(trained):
+    from rlrefine.evaluate import cache_name
+    from rlrefine.models import ModelDecomposer
+
+    plain = cache_name(ModelDecomposer(str(trained)))
+    assert plain == cache_name(ModelDecomposer(str(trained)))
+    assert plain != cache_name(ModelDecomposer(str(trained), instruction=None))  # the paper's prompt: other text
+    assert plain != cache_name(ModelDecomposer(str(trained), max_new_tokens=8))
+
+
 def test_refuses_to_overwrite_a_model(trained, capsys):
     assert main(["sft", "--output_dir", str(trained), *FAST]) == 2
     assert "already holds a model; pass --overwrite" in capsys.readouterr().err

@@ -49,9 +49,10 @@ class ModelSolver:
 
         self.name = name or f"model:{path}"
         self.model, self.tokenizer = load(path, **load_kwargs)
-        self.version = weights_version(path)  # a retrained solver must not hit an old eval cache
         self.calculator, self.instruction = calculator, instruction
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
+        # what the eval cache keys on: a retrained solver, another prompt or length limit must not hit old cells
+        self.version = f"{weights_version(path)}|{calculator}|{instruction!r}|{max_new_tokens}"
 
     def solve(self, rows: Sequence[Mapping], subquestions: Sequence[Sequence[str]]) -> list[SolveResult]:
         from rlrefine.models import generate
