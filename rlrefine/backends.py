@@ -59,9 +59,6 @@ SPEC_HELP = (
     "{backend: hf|vllm|openai, model: ..., <options>} (also as a YAML/JSON string)"
 )
 ROLE_KEYS = ("backend", "name", "price_key")  # what every spec may carry besides the backend's own options
-# A decomposer named by a backend spec is a teacher (the paper's prompt, a model you did not train); a trained
-# student is named by its folder and priced as "student" (models.ModelDecomposer). Override with price_key.
-PRICE_KEYS = {"solver": "solver", "decomposer": "teacher"}
 MAX_TOKENS = {"solver": 512, "decomposer": 256}  # room for worked sub-answers; decompositions are short
 
 
@@ -138,7 +135,7 @@ class OpenAIEngine:
             from rlrefine.models import load_tokenizer
 
             self._tokenizer = load_tokenizer(tokenizer)
-        settings = {"max_tokens": max_tokens, "temperature": temperature, **self.extra_body}
+        settings = {"max_tokens": max_tokens, "temperature": temperature, "tokenizer": tokenizer, **self.extra_body}
         self.version = f"openai|{self.url}|{model}|{json.dumps(settings, sort_keys=True)}"
         self.stats = {"requests": 0, "cache_hits": 0, "retries": 0, "errors": 0, "peak_in_flight": 0}
         self._lock = threading.Lock()
@@ -260,13 +257,16 @@ class OpenAIEngine:
             try:
                 with self._in_flight():
                     response = self.client.post(self.url, json=body)
-            except httpx.TransportError as exc:
-                reason, transport_failure = f"{type(exc).__name__}: {exc}", True
+            except httpx.RequestError as exc:  # connection, timeout, a body that does not decode
+                reason, transport_failure = f"{type(exc).__name__}: {exc}", isinstance(exc, httpx.TransportError)
             else:
                 if response.is_success:
                     result = self._parse(response)
                     if result.error is None and path is not None:
-                        write_json(path, {"request": {"url": self.url, **body}, "response": asdict(result)})
+                        try:
+                            write_json(path, {"request": {"url": self.url, **body}, "response": asdict(result)})
+                        except OSError as exc:  # a full disk loses the cache entry, not the reply
+                            log.warning("openai backend: could not cache a reply in %s: %s", self.cache_dir, exc)
                     if result.error:
                         self._count("errors")
                     return result
@@ -448,8 +448,19 @@ def _hf(config: Mapping, name: str, role: str):
     else:
         model = ModelDecomposer(config["model"], instruction=None, **kwargs)
         model.name = name
-    model.price_key = config.get("price_key") or PRICE_KEYS[role]
+    model.price_key = price_key(config, role)
     return model
+
+
+def price_key(config: Mapping, role: str) -> str:
+    """The price-table row a model's tokens are charged at, one rule for every backend: ``price_key`` if given;
+    a solver at ``solver``; a decomposer at ``student`` when it is a local folder (a model you trained), else
+    at ``teacher`` (a hub id or a served model)."""
+    if config.get("price_key"):
+        return config["price_key"]
+    if role == "solver":
+        return "solver"
+    return "student" if os.path.isdir(str(config["model"])) else "teacher"
 
 
 def _build(spec: str | Mapping, role: str):
@@ -465,9 +476,7 @@ def _build(spec: str | Mapping, role: str):
     if backend == "openai" and "base_url" not in options:  # the OpenAI API itself: its usual key variable
         options.setdefault("api_key_env", "OPENAI_API_KEY")
     engine = cls(**options)
-    return (ChatSolver if role == "solver" else ChatDecomposer)(
-        engine, name, config.get("price_key") or PRICE_KEYS[role]
-    )
+    return (ChatSolver if role == "solver" else ChatDecomposer)(engine, name, price_key(config, role))
 
 
 def make_backend_solver(spec: str | Mapping):

@@ -23,7 +23,7 @@ import httpx
 import pytest
 import yaml
 
-from rlrefine.backends import BackendError, backend_config
+from rlrefine.backends import BackendError, backend_config, price_key
 from rlrefine.decomposers import make_decomposer
 from rlrefine.solvers import make_solver
 
@@ -124,7 +124,7 @@ def test_decomposer_and_cache_hit_on_rerun(served, test_rows, tmp_path):
     first = make_decomposer(spec)
     out1 = first.decompose(rows)
     assert first.engine.stats["requests"] == 6 and all(d.error is None for d in out1)
-    assert first.name == f"openai:{served.model}" and first.price_key == "teacher"
+    assert first.name == f"openai:{served.model}" and first.price_key == "student"  # served from a local folder
     second = make_decomposer(spec)
     out2 = second.decompose(rows)
     assert second.engine.stats["cache_hits"] == 6 and second.engine.stats["requests"] == 0
@@ -204,6 +204,8 @@ class Scripted(BaseHTTPRequestHandler):
             self._send(429, "{}", {"Retry-After": "0"}) if self.hits[mode] <= 2 else self._send(200, reply)
         elif mode == "down":
             self._send(503, json.dumps({"error": "overloaded"}))
+        elif mode == "badgzip":  # a proxy that mangles compression: the body cannot be decoded
+            self._send(200, "not gzip at all", {"Content-Encoding": "gzip"})
         elif mode == "slow":  # a model that takes 0.1 s per reply; counts how many it works on at once
             with self.busy["lock"]:
                 self.busy["now"] += 1
@@ -280,6 +282,15 @@ def test_429_and_5xx_are_retried_with_backoff(scripted):
     down = make_solver(_spec(scripted, "down", max_retries=2)).solve(_rows("a ?"), [[]])[0]
     assert "failed after 3 attempts: HTTP 503" in down.error
     assert scripted.handler.hits["down"] == 3
+
+
+def test_undecodable_body_and_unwritable_cache_are_per_sample_not_fatal(scripted, tmp_path):
+    garbled = make_solver(_spec(scripted, "badgzip", max_retries=1)).solve(_rows("a ?", "b ?"), [[], []])
+    assert all("DecodingError" in r.error for r in garbled)  # reported (after a retry), the batch survives
+    blocked = tmp_path / "cache"
+    blocked.write_text("a file where the cache folder should be")
+    results = make_solver(_spec(scripted, "ok", cache_dir=str(blocked))).solve(_rows("a ?"), [[]])
+    assert results[0].answer == "8"  # the reply is kept; only its cache entry is lost
 
 
 def test_unreachable_endpoint_fails_clearly_within_the_timeout():
@@ -388,7 +399,9 @@ def test_hf_backend_solver_and_decomposer(tiny_model_dir, test_rows):
     assert SOLVER_INSTRUCTION in prompt  # the model's own chat template carries the instruction
     decomposer = make_decomposer(f"hf:{tiny_model_dir}")
     assert decomposer.name == f"hf:{tiny_model_dir}" and decomposer.instruction is None
-    assert (solver.price_key, decomposer.price_key) == ("solver", "teacher")  # the same rule as openai and vllm
+    assert (solver.price_key, decomposer.price_key) == ("solver", "student")  # a local folder: a model you trained
+    assert price_key({"model": "Qwen/Qwen2.5-7B-Instruct"}, "decomposer") == "teacher"  # a hub id: a teacher
+    assert price_key({"model": str(tiny_model_dir), "price_key": "teacher"}, "decomposer") == "teacher"
     assert len(decomposer.decompose(rows[:2])) == 2
     with pytest.raises(ValueError, match="hf backend: unknown option.*concurrency"):
         make_solver({"backend": "hf", "model": str(tiny_model_dir), "concurrency": 4})
