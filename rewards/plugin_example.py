@@ -25,7 +25,7 @@ def novelty(penalty: float = 1.0):
         questions = question or [""] * len(completions)
         scores = []
         for completion, asked in zip(completions, questions):
-            subs = parse(completion_text(completion), max_subquestions=None).subquestions
+            subs = parse(completion_text(completion)).subquestions
             wasted = len(subs) - len(set(subs) - {asked.strip()})
             scores.append(-penalty * wasted if wasted else 0.0)
         return scores

@@ -25,7 +25,7 @@ def subquestion_cost(per_subquestion: float = 0.05) -> Callable:
     """Minus ``per_subquestion`` for each sub-question: every one is a solver call that costs tokens."""
 
     def reward(prompts, completions, completion_ids=None, **kwargs) -> list[float]:
-        return [-per_subquestion * parse(completion_text(c), max_subquestions=None).count or 0.0 for c in completions]
+        return [-per_subquestion * parse(completion_text(c)).count or 0.0 for c in completions]
 
     return named(reward, "cost")
 
@@ -44,6 +44,6 @@ def subquestion_cap(cap: int = MAX_SUBQUESTIONS) -> Callable:
     """-1 for a decomposition with more than ``cap`` sub-questions (the paper's cap of three was best)."""
 
     def reward(prompts, completions, completion_ids=None, **kwargs) -> list[float]:
-        return [-float(parse(completion_text(c), max_subquestions=None).count > cap) for c in completions]
+        return [-float(parse(completion_text(c)).count > cap) for c in completions]
 
     return named(reward, f"cap[{cap}]")

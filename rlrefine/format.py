@@ -1,7 +1,7 @@
 """The sub-question text format: the one place that renders a decomposition and parses model text back.
 
-A decomposition is written as numbered lines ``Q1: ...`` (at most ``max_subquestions``), or the paper's
-``No decomposition .`` when the question needs none. ``parse`` never raises: whatever a model writes comes back
+A decomposition is written as numbered lines ``Q1: ...`` (the paper's prompt asks for at most three), or the
+paper's ``No decomposition .`` when the question needs none. ``parse`` never raises: whatever a model writes comes back
 as a ``Decomposition`` whose ``problems`` say what was wrong, so a reward can penalise it and a run never dies.
 """
 
@@ -85,8 +85,8 @@ def parse(text: object, max_subquestions: int | None = MAX_SUBQUESTIONS) -> Deco
     if len(set(questions)) < len(questions):
         problems.append("repeated_subquestion")
     if max_subquestions is not None and len(questions) > max_subquestions:
-        problems.append("too_many_subquestions")
-        questions = questions[:max_subquestions]
+        problems.append("too_many_subquestions")  # named, so the format reward penalises it; not cut: the
+        # solver gets what was written (a 5-hop world problem or a GSM8K socratic gold needs more than three)
     return Decomposition(tuple(questions), tuple(dict.fromkeys(problems)))
 
 

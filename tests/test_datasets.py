@@ -54,7 +54,7 @@ def test_gsm8k_socratic_subquestions_are_teacher_decompositions():
     questions = [q for row in test for q in row["subquestions"]]
     assert sum(q.endswith("?") for q in questions) / len(questions) > 0.95  # a few steps are "Simplify" etc.
     texts = [d.text for d in make_decomposer("oracle").decompose(list(test))]
-    assert [list(parse(t, max_subquestions=None).subquestions) for t in texts] == test["subquestions"]
+    assert [list(parse(t).subquestions) for t in texts] == test["subquestions"]
     assert test[1]["subquestions"] == [
         "How many bolts of white fiber does it take?",
         "How many bolts in total does it take?",
