@@ -36,6 +36,9 @@ def table(runs: list[dict]) -> str:
         for cell in run["results"]["cells"]:
             cells[cell["decomposer"], cell["solver"]].append(cell)
     lines = [f"# {len(runs)} runs: {', '.join(r['run'] for r in runs)}", ""]
+    if len({r["results"].get("rows_key") for r in runs}) > 1:  # a mean over different problems is not a mean
+        sizes = ", ".join(f"{r['run']} n={r['results']['n']}" for r in runs)
+        lines += [f"**Warning: these runs were evaluated on different problems ({sizes}).**", ""]
     domains = sorted({d for found in cells.values() for c in found for d in c.get("by_domain", {})})
     lines += [
         "| decomposer | solver | runs | mean acc | worst | best | mean sub-q | " + " | ".join(domains) + " |",

@@ -240,6 +240,13 @@ def test_quick_config_end_to_end(tmp_path):
     text = out.read_text()
     hops1 = f"| rl-grpo | hops=1 | 2 | {acc['rl-grpo', 'hops=1']:.3f} |"
     assert text.startswith("# 2 runs: quick, quick") and hops1 in text and out.with_suffix(".png").stat().st_size > 0
+    assert "Warning" not in text
+    other = tmp_path / "other"  # the same run as if evaluated on other problems: the table says so
+    other.mkdir()
+    moved = {**json.loads((tmp_path / "quick" / "results.json").read_text()), "rows_key": "elsewhere", "n": 50}
+    (other / "results.json").write_text(json.dumps(moved))
+    subprocess.run([sys.executable, str(ROOT / "experiments" / "compare.py"), run, str(other), "--out", str(out)])
+    assert "evaluated on different problems (quick n=200, other n=50)" in out.read_text()
 
 
 def test_train_script_errors_are_one_line(tmp_path):
