@@ -163,7 +163,7 @@ def generate(
             max_new_tokens=max_new_tokens,
             num_return_sequences=n,
             pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=sorted(eos),
+            eos_token_id=sorted(eos) or None,
             **sampling,
         )
         completions = generated[:, batch["input_ids"].shape[1] :].tolist()
