@@ -292,6 +292,7 @@ def rl_stage(args: PipelineArgs, trl_args, model_args, start: Path, run: Path) -
         callbacks=[TimeBudget(args.rl_minutes)],
     )
     resumed = last_checkpoint(work) if args.resume else None
+    REWARD_SECONDS.clear()  # this run's reward time only, not an earlier run's in the same process
     began = time.perf_counter()
     trainer.train(resume_from_checkpoint=resumed)
     seconds = time.perf_counter() - began

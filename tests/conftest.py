@@ -1,8 +1,13 @@
 """Session-wide test setup: offline, one thread, small data built once."""
 
+import gc
 import os
+import sys
+import tempfile
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ["HF_HUB_OFFLINE"] = "1"  # outright, not a default: a test must never reach the hub
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="rlrefine-tests-datasets-")  # not the user's cache
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
@@ -10,6 +15,21 @@ os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 import pytest  # noqa: E402
 
 from rlrefine.world import generate, world_config  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _fresh_process_caches():
+    """Each test starts without the process-wide caches an earlier test filled (shared solvers and their memos,
+    reward timings, vLLM engines), so no result depends on test order."""
+    yield
+    for module, name in (
+        ("rlrefine.solvers", "_SHARED"),
+        ("rlrefine.train", "REWARD_SECONDS"),
+        ("rlrefine.backends", "_VLLM_ENGINES"),
+    ):
+        if module in sys.modules:
+            getattr(sys.modules[module], name).clear()
+    gc.collect()
 
 
 @pytest.fixture(scope="session")

@@ -161,11 +161,12 @@ def test_server_killed_mid_batch_gives_reported_failures_not_a_hang(tiny_model_d
 
 
 class Scripted(BaseHTTPRequestHandler):
-    """Behaviour by the first path segment; counts hits and records Authorization headers."""
+    """Behaviour by the first path segment; counts hits, records request bodies and Authorization headers."""
 
     hits: Counter
     auth: list
     busy: dict
+    bodies: list
 
     def _send(self, status: int, body: str, headers: dict | None = None) -> None:
         data = body.encode()
@@ -183,7 +184,9 @@ class Scripted(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         mode = self.path.split("/")[1]
-        self.hits[mode] += 1
+        with self.busy["lock"]:  # the server is threaded: count without losing updates
+            self.hits[mode] += 1
+            self.bodies.append(body)
         self.auth.append(self.headers.get("Authorization"))
         reply = json.dumps(
             {
@@ -194,6 +197,8 @@ class Scripted(BaseHTTPRequestHandler):
         text = json.dumps(body.get("messages", ""))
         if mode == "ok" or (mode == "mixed" and "broken" not in text):
             self._send(200, reply)
+        elif mode == "completions":  # the completions endpoint: the reply is text, not a message
+            self._send(200, json.dumps({"choices": [{"text": "The answer is: 8"}], "usage": {}}))
         elif mode in ("bad", "mixed"):
             self._send(200, '{"choices": [{"message": {"content": "The answer is')  # cut-off JSON
         elif mode == "nochoices":
@@ -222,7 +227,7 @@ class Scripted(BaseHTTPRequestHandler):
 @pytest.fixture
 def scripted():
     busy = {"lock": threading.Lock(), "now": 0, "peak": 0}
-    handler = type("Handler", (Scripted,), {"hits": Counter(), "auth": [], "busy": busy})
+    handler = type("Handler", (Scripted,), {"hits": Counter(), "auth": [], "busy": busy, "bodies": []})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
@@ -244,14 +249,11 @@ def _spec(server, mode: str, **options) -> dict:
 def test_concurrency_is_bounded_and_beats_one_by_one(scripted):
     rows = _rows(*(f"q{i} ?" for i in range(64)))
     solver = make_solver(_spec(scripted, "slow", concurrency=16))
-    started = time.perf_counter()
     assert all(r.answer == "8" for r in solver.solve(rows, [[]] * 64))
-    concurrent = time.perf_counter() - started
     assert 4 <= scripted.handler.busy["peak"] <= 16  # seen by the server: many at once, never more than 16
-    started = time.perf_counter()
+    scripted.handler.busy["peak"] = 0
     make_solver(_spec(scripted, "slow", concurrency=1)).solve(rows[:8], [[]] * 8)
-    one_by_one = (time.perf_counter() - started) / 8 * 64
-    assert concurrent < one_by_one / 4, (concurrent, one_by_one)  # ~16x in theory
+    assert scripted.handler.busy["peak"] == 1  # and one at a time when asked
 
 
 def test_malformed_json_is_reported_per_sample(scripted):
@@ -293,12 +295,24 @@ def test_undecodable_body_and_unwritable_cache_are_per_sample_not_fatal(scripted
     assert results[0].answer == "8"  # the reply is kept; only its cache entry is lost
 
 
+def test_completions_endpoint_sends_the_chat_template_as_text(scripted, tiny_model_dir, test_rows):
+    from rlrefine.format import solver_messages
+    from rlrefine.models import load_tokenizer
+
+    row = test_rows[0]
+    spec = _spec(scripted, "completions", endpoint="completions", tokenizer=str(tiny_model_dir))
+    assert make_solver(spec).solve([row], [row["subquestions"]])[0].answer == "8"
+    conversation = solver_messages(row["context"], row["question"], row["subquestions"], None)
+    rendered = load_tokenizer(tiny_model_dir).apply_chat_template(
+        conversation, add_generation_prompt=True, tokenize=False
+    )
+    assert scripted.handler.bodies[-1]["prompt"] == rendered and "messages" not in scripted.handler.bodies[-1]
+
+
 def test_unreachable_endpoint_fails_clearly_within_the_timeout():
-    url = f"http://127.0.0.1:{_free_port()}/v1"  # nothing listens there
-    started = time.perf_counter()
+    url = f"http://127.0.0.1:{_free_port()}/v1"  # nothing listens there: refused at once, not timed out
     with pytest.raises(BackendError, match="cannot reach .* is the server running"):
         make_solver({"backend": "openai", "model": "m", "base_url": url, "timeout": 2})
-    assert time.perf_counter() - started < 2
 
 
 def test_silent_endpoint_times_out_instead_of_hanging():
@@ -306,16 +320,13 @@ def test_silent_endpoint_times_out_instead_of_hanging():
         listener.bind(("127.0.0.1", 0))
         listener.listen(64)
         url = f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
-        started = time.perf_counter()
         with pytest.raises(BackendError, match="no answer from .* within 0.5 s"):
             make_solver({"backend": "openai", "model": "m", "base_url": url, "timeout": 0.5})
-        assert time.perf_counter() - started < 5
         spec = {"backend": "openai", "model": "m", "base_url": url, "timeout": 0.5, "max_retries": 1, "check": False}
         solver = make_solver({**spec, "backoff": 0.01, "concurrency": 2})
-        started = time.perf_counter()
         results = solver.solve(_rows("a ?", "b ?", "c ?", "d ?", "e ?", "f ?"), [[]] * 6)
         assert all(r.error and "ReadTimeout" in r.error for r in results)
-        assert time.perf_counter() - started < 10  # later samples fail fast once the endpoint is known dead
+        assert solver.engine.stats["requests"] == 4  # 2 in flight x 2 attempts; the other 4 fail fast, unsent
 
 
 def test_api_key_never_appears_in_logs_cache_results_or_errors(scripted, tmp_path, monkeypatch, caplog):
@@ -386,7 +397,7 @@ def test_completions_endpoint_renders_the_chat_template(served, tiny_model_dir, 
 
 
 def test_hf_backend_solver_and_decomposer(tiny_model_dir, test_rows):
-    from rlrefine.format import SOLVER_INSTRUCTION
+    from rlrefine.format import SOLVER_INSTRUCTION, solver_messages
 
     rows = test_rows[:4]
     solver = make_solver(
@@ -395,8 +406,16 @@ def test_hf_backend_solver_and_decomposer(tiny_model_dir, test_rows):
     assert solver.calculator is False and solver.instruction is None  # the paper's static prompt
     results = solver.solve(rows, [r["subquestions"] for r in rows])
     assert all(r.error is None and r.prompt_tokens > 0 and 0 < r.completion_tokens <= 8 for r in results)
-    prompt = solver.tokenizer.apply_chat_template([{"role": "system", "content": SOLVER_INSTRUCTION}], tokenize=False)
-    assert SOLVER_INSTRUCTION in prompt  # the model's own chat template carries the instruction
+    sent = [  # what the solver must have sent: the paper's instruction in the model's own chat template
+        solver.tokenizer.apply_chat_template(
+            solver_messages(r["context"], r["question"], r["subquestions"], None),
+            add_generation_prompt=True,
+            return_dict=True,
+        )["input_ids"]
+        for r in rows
+    ]
+    assert [r.prompt_tokens for r in results] == [len(ids) for ids in sent]
+    assert all(SOLVER_INSTRUCTION in solver.tokenizer.decode(ids) for ids in sent)
     decomposer = make_decomposer(f"hf:{tiny_model_dir}")
     assert decomposer.name == f"hf:{tiny_model_dir}" and decomposer.instruction is None
     assert (solver.price_key, decomposer.price_key) == ("solver", "student")  # a local folder: a model you trained

@@ -1,7 +1,15 @@
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from rlrefine.format import NO_DECOMPOSITION, completion_text, decomposer_messages, parse, render, solver_messages
+from rlrefine.format import (
+    MAX_SUBQUESTIONS,
+    NO_DECOMPOSITION,
+    completion_text,
+    decomposer_messages,
+    parse,
+    render,
+    solver_messages,
+)
 
 question = st.text(
     st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp"), blacklist_characters="?"), min_size=1, max_size=60
@@ -18,10 +26,11 @@ def test_render_parse_round_trip(questions):
 
 @settings(max_examples=300)
 @given(st.one_of(st.text(), st.binary().map(lambda b: b.decode("latin-1")), st.none(), st.integers()))
+@example("a\nb\nc\nd")
 def test_parse_never_raises(text):
     parsed = parse(text)
     assert isinstance(parsed.subquestions, tuple) and isinstance(parsed.problems, tuple)
-    assert parsed.count <= 3
+    assert (parsed.count > MAX_SUBQUESTIONS) == ("too_many_subquestions" in parsed.problems)  # named, never cut
 
 
 def test_problems_are_named():

@@ -45,7 +45,6 @@ def test_solver_correctness(test_rows):
 def test_solver_failure_gives_none(test_rows):
     completions, ids, columns = _batch(test_rows)
     columns["graph"] = [""] * len(completions)  # a symbolic solver cannot work without the graph: it raises
-    columns["id"] = ["no-graph"] * len(completions)
     logged = {}
     out = resolve("solver", solver="hops=1")(None, completions, ids, log_metric=logged.__setitem__, **columns)
     assert out == [None] * 5 and logged["solver[hops=1]/errors"] == 5.0

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -114,7 +115,7 @@ def test_publish_survives_what_a_kill_mid_swap_leaves(trained, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
 
 
-def test_model_eval_cache_keys_on_prompt_and_length(trained):
+def test_model_eval_cache_keys_on_weights_prompt_and_length(trained, tmp_path):
     from rlrefine.evaluate import cache_name
     from rlrefine.models import ModelDecomposer
 
@@ -122,6 +123,13 @@ def test_model_eval_cache_keys_on_prompt_and_length(trained):
     assert plain == cache_name(ModelDecomposer(str(trained)))
     assert plain != cache_name(ModelDecomposer(str(trained), instruction=None))  # the paper's prompt: other text
     assert plain != cache_name(ModelDecomposer(str(trained), max_new_tokens=8))
+    copy = tmp_path / "student"
+    shutil.copytree(trained, copy)
+    before = cache_name(ModelDecomposer(str(copy)))
+    weights = copy / "model.safetensors"
+    weights.write_bytes(weights.read_bytes())  # retrained in place (same path, new weights file)
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 1))
+    assert cache_name(ModelDecomposer(str(copy))) != before
 
 
 def test_refuses_to_overwrite_a_model(trained, capsys):
@@ -192,11 +200,13 @@ def test_killed_training_resumes(tiny_model_dir, tmp_path):
         [*cmd, "--max_steps", "2000"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
     work = tmp_path / "resumed.work"
-    deadline = time.time() + 120
-    while not list(work.glob("checkpoint-*/trainer_state.json")) and time.time() < deadline and proc.poll() is None:
+    deadline = time.monotonic() + 120
+    done = lambda: any(_parses(c / "trainer_state.json") for c in work.glob("checkpoint-*"))  # noqa: E731
+    while not done() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    assert done(), "no complete checkpoint before the deadline: nothing to resume from"
     step = max(int(c.name.split("-")[1]) for c in work.glob("checkpoint-*") if _parses(c / "trainer_state.json"))
     # The kill can land mid-save; make that case certain: a newer checkpoint whose state file is torn.
     torn = work / "checkpoint-999"

@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -46,7 +47,10 @@ def _changed(before: Path, after: Path) -> bool:
 
 
 @pytest.mark.parametrize("algorithm", ["grpo", "rloo"])
-def test_three_rl_steps_change_the_policy(tiny_decomposer, tmp_path, algorithm):
+def test_three_rl_steps_change_the_policy(tiny_decomposer, tmp_path, algorithm, monkeypatch):
+    import rlrefine.train
+
+    monkeypatch.setitem(rlrefine.train.REWARD_SECONDS, "solver[hops=1]", 1e6)  # an earlier run's: not counted
     run = tmp_path / algorithm
     rewards = '[{"name": "solver"}, {"name": "token_cost", "per_token": 0.01}]'  # lengths differ: never all-equal
     argv = f"--algorithm {algorithm} --decomposer {tiny_decomposer} --run_dir {run} --max_steps 3".split()
@@ -54,6 +58,7 @@ def test_three_rl_steps_change_the_policy(tiny_decomposer, tmp_path, algorithm):
     assert _changed(tiny_decomposer, run / "rl")
     facts = json.loads((run / "rl" / "eval.json").read_text())["training"]
     assert facts["steps"] == 3 and 0 < facts["reward_share"] < 1
+    assert set(facts["reward_seconds"]) == {"solver[hops=1]", "token_cost"}
     logged = json.loads((run / "rl" / "eval.json").read_text())["log_history"]
     assert any("solver[hops=1]/accuracy" in h for h in logged) and any(
         "rewards/solver[hops=1]/mean" in h for h in logged
@@ -160,11 +165,12 @@ def test_existing_run_needs_resume_or_overwrite(tmp_path):
 
 def _run_until_checkpoint(cmd, work: Path, env=None) -> None:
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env)
-    deadline = time.time() + 240
-    while not list(work.glob("checkpoint-*/trainer_state.json")) and time.time() < deadline and proc.poll() is None:
+    deadline = time.monotonic() + 240
+    while last_checkpoint(work) is None and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    assert last_checkpoint(work) is not None, "no complete checkpoint before the deadline: nothing to resume from"
 
 
 @pytest.mark.slow
@@ -196,9 +202,15 @@ def test_two_processes_on_cpu(tiny_decomposer, tmp_path):
     """`accelerate launch --multi_gpu --num_processes 2` on a CPU runs two gloo processes (`--cpu` would run one)."""
     run = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with socket.socket() as probe:  # a free port: accelerate's default 29500 may be taken by another job
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     cmd = [
-        "accelerate",
-        "launch",
+        sys.executable,  # this interpreter's accelerate, whether or not its venv is on PATH
+        "-m",
+        "accelerate.commands.launch",
+        "--main_process_port",
+        str(port),
         "--multi_gpu",
         "--num_processes",
         "2",

@@ -58,7 +58,9 @@ class MemoSolver:
         self.memo: OrderedDict[tuple, SolveResult] = OrderedDict()
 
     def solve(self, rows, subquestions) -> list[SolveResult]:
-        keys = [(r.get("id"), r["context"], r["question"], tuple(sq)) for r, sq in zip(rows, subquestions)]
+        keys = [
+            (r.get("id"), r["context"], r["question"], r.get("graph"), tuple(sq)) for r, sq in zip(rows, subquestions)
+        ]
         todo = [i for i, k in enumerate(keys) if k not in self.memo]
         fresh = (
             dict(
