@@ -115,3 +115,22 @@ def test_solver_reward_takes_a_mapping_spec(test_rows, tiny_model_dir):
     assert reward.__name__ == f"solver[hf:{tiny_model_dir}]"
     out = reward(None, completions, ids, **columns)
     assert len(out) == 5 and all(v in (0.0, 1.0) for v in out)  # a 4-token reply from an untrained model
+
+
+def test_readme_plugin_example_is_the_file():
+    """README shows rewards/plugin_example.py as the complete example; the two must not drift (docstrings aside)."""
+    import ast
+    from pathlib import Path
+
+    def code(source: str) -> str:
+        tree = ast.parse(source)
+        for node in ast.walk(tree):
+            body = getattr(node, "body", None)
+            if isinstance(body, list) and body and isinstance(body[0], ast.Expr):
+                if isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+                    node.body = body[1:] or [ast.Pass()]
+        return ast.dump(tree)
+
+    root = Path(__file__).resolve().parents[1]
+    shown = (root / "README.md").read_text().split("This complete file is")[1].split("```python")[1].split("```")[0]
+    assert code(shown) == code((root / "rewards" / "plugin_example.py").read_text())
