@@ -45,7 +45,8 @@ def rft(args, sft_config, start: Path, out: Path) -> Path:
     """``args.rft_rounds`` rounds of sample -> filter -> SFT, within ``args.rl_minutes`` if set.
 
     Each finished round is recorded in ``rl.work/rounds.json``; with ``--resume`` a killed run continues after the
-    last finished round (same problems per round as an unbroken run; the time budget starts again).
+    last finished round (same problems per round as an unbroken run; the finished rounds' time counts against
+    ``rl_minutes``).
     """
     from accelerate import PartialState
     from transformers import AutoModelForCausalLM
@@ -68,9 +69,11 @@ def rft(args, sft_config, start: Path, out: Path) -> Path:
     current = work / f"round-{len(history) - 1}" / "model" if history else start
     for _ in history:  # draw the finished rounds' problems again, so later rounds get the same ones
         rng.sample(rows, min(args.rft_problems, len(rows)))
-    deadline = None if args.rl_minutes is None else time.monotonic() + 60 * args.rl_minutes
+    spent = sum(h.get("seconds", 0.0) for h in history)  # a resumed run has only what is left of its budget
+    deadline = None if args.rl_minutes is None else time.monotonic() + 60 * args.rl_minutes - spent
     began = time.perf_counter()
     for round_ in range(len(history), args.rft_rounds):
+        round_began = time.perf_counter()
         if deadline is not None and time.monotonic() > deadline:
             break
         batch = rng.sample(rows, min(args.rft_problems, len(rows)))
@@ -93,12 +96,13 @@ def rft(args, sft_config, start: Path, out: Path) -> Path:
         current = work / f"round-{round_}" / "model"
         trainer.save_model(str(current))
         trainer.processing_class.save_pretrained(str(current))
-        history.append({"round": round_, **stats, "steps": trainer.state.global_step})
+        seconds = time.perf_counter() - round_began
+        history.append({"round": round_, **stats, "steps": trainer.state.global_step, "seconds": seconds})
         if state.is_main_process:
             write_json(progress, history)  # written last: the round counts as finished only now
     if current == start:
         raise RuntimeError(f"RFT found no solver-correct decomposition to train on: {history}")
-    facts = {"algorithm": "rft", "rounds": history, "rl_minutes": (time.perf_counter() - began) / 60}
+    facts = {"algorithm": "rft", "rounds": history, "rl_minutes": (spent + time.perf_counter() - began) / 60}
     card = (
         f"# rlrefine decomposer (rft)\n\nRejection-sampling fine-tuning from `{start}` against `{args.train_solver}`.\n"
     )

@@ -118,8 +118,10 @@ def test_killed_rft_resumes_after_its_last_finished_round(tiny_decomposer, tmp_p
     assert [r["round"] for r in finished] == [0]
     main([*argv, "--resume", *TINY_RL[:10]])
     assert calls[2] == run / "rl.work" / "round-0" / "model"  # round 1 starts from round 0's model, not afresh
-    rounds = json.loads((run / "rl" / "eval.json").read_text())["training"]["rounds"]
+    facts = json.loads((run / "rl" / "eval.json").read_text())["training"]
+    rounds = facts["rounds"]
     assert rounds[0] == finished[0] and [r["round"] for r in rounds] == [0, 1] and len(calls) == 3
+    assert facts["rl_minutes"] * 60 > rounds[0]["seconds"] > 0  # the killed run's finished round counts too
     assert not (run / "rl.work").exists()
 
 
