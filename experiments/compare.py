@@ -30,11 +30,17 @@ def load(run: Path) -> dict:
     return {"run": run.name, "results": results, "rl": facts}
 
 
-def table(runs: list[dict]) -> str:
+def by_cell(runs: list[dict]) -> dict[tuple[str, str], list[dict]]:
+    """Every run's result for each (decomposer, solver) cell."""
     cells: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for run in runs:
         for cell in run["results"]["cells"]:
             cells[cell["decomposer"], cell["solver"]].append(cell)
+    return cells
+
+
+def table(runs: list[dict]) -> str:
+    cells = by_cell(runs)
     lines = [f"# {len(runs)} runs: {', '.join(r['run'] for r in runs)}", ""]
     if len({r["results"].get("rows_key") for r in runs}) > 1:  # a mean over different problems is not a mean
         sizes = ", ".join(f"{r['run']} n={r['results']['n']}" for r in runs)
@@ -77,10 +83,7 @@ def main() -> None:
     text = table(runs)
     if args.out:
         write_text(args.out, text)
-        accuracy = defaultdict(list)
-        for run in runs:
-            for cell in run["results"]["cells"]:
-                accuracy[cell["decomposer"], cell["solver"]].append(cell["accuracy"])
+        accuracy = {key: [c["accuracy"] for c in found] for key, found in by_cell(runs).items()}
         plot_runs(accuracy, ", ".join(r["run"] for r in runs), args.out.with_suffix(".png"))
     print(text)
 

@@ -53,6 +53,17 @@ def parse_config(dataclass_types, argv: list[str] | None, prog: str, defaults: d
     return parsed
 
 
+def early_option(argv: list[str] | None, name: str) -> tuple[str | None, dict]:
+    """An option that picks the other options' defaults, so it is read before them: ``--NAME``, else the
+    ``--config`` file's ``NAME`` (None when neither says). Also returns the config file's mapping."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    pre.add_argument(f"--{name}")
+    known, _ = pre.parse_known_args(argv)
+    file_config = (yaml.safe_load(Path(known.config).read_text()) if known.config else None) or {}
+    return getattr(known, name) or file_config.get(name), file_config
+
+
 @dataclass
 class WorldArgs:
     out: str = field(default="data/world", metadata={"help": "folder for DatasetDict.save_to_disk"})
@@ -62,14 +73,7 @@ class WorldArgs:
 def world_main(argv: list[str] | None = None) -> None:
     from rlrefine.world import PRESETS, WorldConfig, generate, world_config
 
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--preset")
-    pre.add_argument("--config")
-    known, _ = pre.parse_known_args(argv)
-    preset = known.preset  # picks the defaults, so it is read before the rest: the flag, else the config file's
-    if preset is None and known.config and Path(known.config).is_file():
-        preset = (yaml.safe_load(Path(known.config).read_text()) or {}).get("preset")
-    preset = preset or "default"
+    preset = early_option(argv, "preset")[0] or "default"
     if preset not in PRESETS:
         raise UsageError(f"unknown world preset {preset!r}; valid: {', '.join(PRESETS)}")
     args, cfg = parse_config([WorldArgs, WorldConfig], argv, "rlrefine world", defaults=PRESETS[preset])

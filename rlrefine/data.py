@@ -19,6 +19,7 @@ Real datasets by name (``rlrefine.datasets_real``): ``gsm8k`` (local files or th
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 
 from datasets import Dataset, DatasetDict, Value, load_dataset, load_from_disk
@@ -58,10 +59,8 @@ def _complete(ds: Dataset, source: str) -> Dataset:
     bad = sorted(set(ds["metric"]) - set(METRICS))
     if bad:
         raise ValueError(f"{source}: unknown metric {bad[0]!r} in column 'metric'; valid: {', '.join(METRICS)}")
-    ids = ds["id"]
-    if len(set(ids)) != len(ids):
-        seen: set[str] = set()
-        duplicate = next(i for i in ids if i in seen or seen.add(i))
+    duplicate = next((i for i, n in Counter(ds["id"]).items() if n > 1), None)
+    if duplicate is not None:
         raise ValueError(f"{source}: id {duplicate!r} appears more than once; ids must be unique (caches go by id)")
     return ds
 

@@ -112,14 +112,10 @@ def trl_config_class(algorithm: str):
 
 def _sources(argv: list[str]) -> tuple[str, dict, dict]:
     """The algorithm, the ``--config`` file's mapping and our TRL defaults for that algorithm."""
-    import argparse
+    from rlrefine.cli import early_option
 
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config")
-    pre.add_argument("--algorithm")
-    known, _ = pre.parse_known_args(argv)
-    file_config = (yaml.safe_load(Path(known.config).read_text()) if known.config else None) or {}
-    algorithm = known.algorithm or file_config.get("algorithm", "grpo")
+    algorithm, file_config = early_option(argv, "algorithm")
+    algorithm = algorithm or "grpo"
     if algorithm not in ALGORITHMS:
         PipelineArgs(algorithm=algorithm)  # raises the error that lists the valid ones
     defaults = dict(RL_DEFAULTS)
