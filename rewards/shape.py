@@ -2,18 +2,15 @@
 
 >>> format_validity(None, ["Q1: How many cards does Pia have ?", "Pia Pia"])
 [1.0, 0.0]
->>> subquestion_cost(0.1)(None, ["Q1: a ?\\nQ2: b ?", "No decomposition ."])
+>>> SubquestionCost(0.1)(None, ["Q1: a ?\\nQ2: b ?", "No decomposition ."])
 [-0.2, 0.0]
->>> subquestion_cap(3)(None, ["Q1: a ?\\nQ2: b ?\\nQ3: c ?\\nQ4: d ?"])
+>>> SubquestionCap(3)(None, ["Q1: a ?\\nQ2: b ?\\nQ3: c ?\\nQ4: d ?"])
 [-1.0]
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from rlrefine.format import MAX_SUBQUESTIONS, completion_text, parse
-from rlrefine.plugins import named
 
 
 def format_validity(prompts, completions, completion_ids=None, **kwargs) -> list[float]:
@@ -21,29 +18,36 @@ def format_validity(prompts, completions, completion_ids=None, **kwargs) -> list
     return [float(parse(completion_text(c)).valid) for c in completions]
 
 
-def subquestion_cost(per_subquestion: float = 0.05) -> Callable:
+class SubquestionCost:
     """Minus ``per_subquestion`` for each sub-question: every one is a solver call that costs tokens."""
 
-    def reward(prompts, completions, completion_ids=None, **kwargs) -> list[float]:
-        return [-per_subquestion * parse(completion_text(c)).count or 0.0 for c in completions]
+    __name__ = "cost"
 
-    return named(reward, "cost")
+    def __init__(self, per_subquestion: float = 0.05) -> None:
+        self.per_subquestion = per_subquestion
+
+    def __call__(self, prompts, completions, completion_ids=None, **kwargs) -> list[float]:
+        return [-self.per_subquestion * parse(completion_text(c)).count or 0.0 for c in completions]
 
 
-def token_cost(per_token: float = 0.002) -> Callable:
+class TokenCost:
     """Minus ``per_token`` for each generated token (the decomposer's own share of the bill)."""
 
-    def reward(prompts, completions, completion_ids=None, **kwargs) -> list[float]:
+    __name__ = "token_cost"
+
+    def __init__(self, per_token: float = 0.002) -> None:
+        self.per_token = per_token
+
+    def __call__(self, prompts, completions, completion_ids=None, **kwargs) -> list[float]:
         ids = completion_ids or [completion_text(c).split() for c in completions]
-        return [-per_token * len(i) for i in ids]
-
-    return named(reward, "token_cost")
+        return [-self.per_token * len(i) for i in ids]
 
 
-def subquestion_cap(cap: int = MAX_SUBQUESTIONS) -> Callable:
+class SubquestionCap:
     """-1 for a decomposition with more than ``cap`` sub-questions (the paper's cap of three was best)."""
 
-    def reward(prompts, completions, completion_ids=None, **kwargs) -> list[float]:
-        return [-float(parse(completion_text(c)).count > cap) for c in completions]
+    def __init__(self, cap: int = MAX_SUBQUESTIONS) -> None:
+        self.cap, self.__name__ = cap, f"cap[{cap}]"
 
-    return named(reward, f"cap[{cap}]")
+    def __call__(self, prompts, completions, completion_ids=None, **kwargs) -> list[float]:
+        return [-float(parse(completion_text(c)).count > self.cap) for c in completions]

@@ -1,19 +1,18 @@
 """Rewards from a frozen solver: did the solver, given the decomposer's sub-questions, get the answer?
 
-Each is a factory returning a function with TRL's reward signature, so it works in any TRL trainer. The
-dataset columns (``context``, ``question``, ``answer``, ``metric``, ...) arrive as keyword lists. One batched
-solver call per generation batch; identical (problem, sub-questions) pairs are solved once, and rewards
-naming the same solver share that call. A solver failure gives ``None`` (TRL skips that sample) and is
+Each is a callable class with TRL's reward signature (picklable, as TRL's own parametrised rewards are), so it works
+in any TRL trainer. The dataset columns (``context``, ``question``, ``answer``, ``metric``, ...) arrive as keyword
+lists. One batched solver call per generation batch; identical (problem, sub-questions) pairs are solved once, and
+rewards naming the same solver share that call. A solver failure gives ``None`` (TRL skips that sample) and is
 counted in the logs; it never stops training.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 from rlrefine.format import completion_text, parse
 from rlrefine.grading import grade
-from rlrefine.plugins import named
 from rlrefine.solvers import shared_solver, solve_unique
 
 ROW_COLUMNS = ("id", "context", "question", "answer", "metric", "graph", "domain")
@@ -61,12 +60,7 @@ def _log(kwargs: dict, name: str, value: float) -> None:
         kwargs["log_metric"](name, value)
 
 
-def solver_correctness(
-    solver: str | Mapping = "hops=1",
-    subquestion_cost: float = 0.0,
-    truncated: float | None = 0.0,
-    tokenizer: object = None,
-) -> Callable:
+class SolverCorrectness:
     """1 if the frozen ``solver`` reaches the gold answer with these sub-questions, else 0 (or F1 for DROP).
 
     ``subquestion_cost`` is taken off *correct* answers per sub-question: among decompositions that work,
@@ -74,48 +68,65 @@ def solver_correctness(
     cut at the length cap (0: a policy cannot game the solver with endless sub-questions; None: skip it).
     """
 
-    def reward(prompts, completions, completion_ids=None, **kwargs) -> list[float | None]:
-        parsed, results, scores = _solve(solver, completions, kwargs)
+    def __init__(
+        self,
+        solver: str | Mapping = "hops=1",
+        subquestion_cost: float = 0.0,
+        truncated: float | None = 0.0,
+        tokenizer: object = None,
+    ) -> None:
+        self.solver, self.subquestion_cost, self.truncated, self.tokenizer = (
+            solver,
+            subquestion_cost,
+            truncated,
+            tokenizer,
+        )
+        self.__name__ = f"solver[{_label(solver)}]"
+
+    def __call__(self, prompts, completions, completion_ids=None, **kwargs) -> list[float | None]:
+        parsed, results, scores = _solve(self.solver, completions, kwargs)
         ids = completion_ids or [None] * len(completions)
         out: list[float | None] = []
         for p, score, cid in zip(parsed, scores, ids):
             if score is None:
                 out.append(None)
-            elif not finished(cid, tokenizer):
-                out.append(truncated)
+            elif not finished(cid, self.tokenizer):
+                out.append(self.truncated)
             else:
-                out.append(score - subquestion_cost * p.count if score > 0 else score)
-        _log(kwargs, f"solver[{_label(solver)}]/accuracy", _mean(scores))
-        _log(kwargs, f"solver[{_label(solver)}]/errors", float(sum(r.error is not None for r in results)))
+                out.append(score - self.subquestion_cost * p.count if score > 0 else score)
+        name = _label(self.solver)
+        _log(kwargs, f"solver[{name}]/accuracy", _mean(scores))
+        _log(kwargs, f"solver[{name}]/errors", float(sum(r.error is not None for r in results)))
         _log(kwargs, "decomposer/subquestions", _mean([p.count for p in parsed]))
-        _log(kwargs, "decomposer/truncated", _mean([not finished(c, tokenizer) for c in ids]))
+        _log(kwargs, "decomposer/truncated", _mean([not finished(c, self.tokenizer) for c in ids]))
         return out
 
-    return named(reward, f"solver[{_label(solver)}]")
 
-
-def partial_credit(solver: str | Mapping = "hops=1") -> Callable:
+class PartialCredit:
     """Share of sub-questions the solver could answer: a denser signal where full correctness is rare.
 
     It rewards answerable sub-questions, not needed ones, so keep its weight below the correctness reward's.
     """
 
-    def reward(prompts, completions, completion_ids=None, **kwargs) -> list[float | None]:
-        _, results, _ = _solve(solver, completions, kwargs)
+    def __init__(self, solver: str | Mapping = "hops=1") -> None:
+        self.solver, self.__name__ = solver, f"partial[{_label(solver)}]"
+
+    def __call__(self, prompts, completions, completion_ids=None, **kwargs) -> list[float | None]:
+        _, results, _ = _solve(self.solver, completions, kwargs)
         return [None if r.error else r.answered_share for r in results]
 
-    return named(reward, f"partial[{_label(solver)}]")
 
-
-def multi_solver(solvers: list[str] | tuple[str, ...] = ("hops=1", "memory=1", "noise=0.1")) -> Callable:
+class MultiSolver:
     """Mean correctness over several frozen solvers, for decomposers that work with any of them."""
-    solvers = list(solvers)
 
-    def reward(prompts, completions, completion_ids=None, **kwargs) -> list[float | None]:
+    __name__ = "multi_solver"
+
+    def __init__(self, solvers: list[str] | tuple[str, ...] = ("hops=1", "memory=1", "noise=0.1")) -> None:
+        self.solvers = list(solvers)
+
+    def __call__(self, prompts, completions, completion_ids=None, **kwargs) -> list[float | None]:
         per_solver = []
-        for spec in solvers:
+        for spec in self.solvers:
             per_solver.append(_solve(spec, completions, kwargs)[2])
             _log(kwargs, f"solver[{_label(spec)}]/accuracy", _mean(per_solver[-1]))
         return [None if all(s is None for s in scores) else _mean(scores) for scores in zip(*per_solver)]
-
-    return named(reward, "multi_solver")

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import yaml
-from trl import TrlParser
+from rlrefine.config import UsageError, early_option, parse_config
 
 COMMANDS = {
     "world": ("rlrefine.cli:world_main", "build the embedded decomposition world and save it to disk"),
@@ -22,46 +19,6 @@ COMMANDS = {
         "the whole pipeline in one process (accelerate launch rlrefine/train.py for more)",
     ),
 }
-
-
-class UsageError(ValueError):
-    """Bad input from the user: printed as one line, exit code 2."""
-
-
-def parse_config(dataclass_types, argv: list[str] | None, prog: str, defaults: dict | None = None) -> tuple:
-    """Parse ``--config FILE.yaml`` plus flags into dataclasses (TRL's style); typos name the key."""
-    types = dataclass_types if isinstance(dataclass_types, (list, tuple)) else [dataclass_types]
-    parser = TrlParser(types, prog=prog)
-    if defaults:
-        parser.set_defaults_with_config(**defaults)
-    try:
-        parsed = parser.parse_args_and_config(argv)
-    except ValueError as exc:
-        if "Unknown arguments from config file" in str(exc):
-            keys = [
-                s[2:]
-                for s in str(exc).split("[", 1)[1].split("]", 1)[0].replace("'", "").split(", ")
-                if s.startswith("--")
-            ]
-            raise UsageError(f"unknown config key(s): {', '.join(keys)}") from None
-        raise
-    for obj in parsed:  # a flag reads like YAML: `--instruction null` is None, as `instruction: null` in a file
-        hints = {k: str(v) for c in reversed(type(obj).__mro__) for k, v in getattr(c, "__annotations__", {}).items()}
-        for name, hint in hints.items():
-            if ("None" in hint or "Optional" in hint) and getattr(obj, name, None) in ("null", "None", "~"):
-                setattr(obj, name, None)
-    return parsed
-
-
-def early_option(argv: list[str] | None, name: str) -> tuple[str | None, dict]:
-    """An option that picks the other options' defaults, so it is read before them: ``--NAME``, else the
-    ``--config`` file's ``NAME`` (None when neither says). Also returns the config file's mapping."""
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config")
-    pre.add_argument(f"--{name}")
-    known, _ = pre.parse_known_args(argv)
-    file_config = (yaml.safe_load(Path(known.config).read_text()) if known.config else None) or {}
-    return getattr(known, name) or file_config.get(name), file_config
 
 
 @dataclass

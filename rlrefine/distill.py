@@ -14,10 +14,11 @@ from collections.abc import Mapping, Sequence
 
 from datasets import Dataset
 
-from rlrefine.decomposers import Decomposed, make_decomposer
+from rlrefine.decomposers import make_decomposer
 from rlrefine.format import decomposer_messages, parse, solver_messages
 from rlrefine.grading import grade
 from rlrefine.solvers import make_solver, solve_unique
+from rlrefine.types import Decomposed
 
 DECOMPOSER_VARIANTS = ("sd-t", "sd-r", "oracle")
 SOLVER_VARIANTS = ("onehop", "se-t", "se-a")

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import os
 import weakref
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from rlrefine.decomposers import Decomposed
-from rlrefine.format import decomposer_messages
+from rlrefine.types import Completion
 
 ASSETS = Path(__file__).parent / "assets"
 BASE_MODEL = ASSETS / "tiny-base"  # pretrained on world text (``rlrefine pretrain``); students start here
@@ -113,14 +111,6 @@ def load(path_or_id: str | os.PathLike, dtype: str | torch.dtype = "auto", devic
     return model, load_tokenizer(path)
 
 
-@dataclass
-class Generation:
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-    finished: bool  # ended with EOS rather than at the length limit
-
-
 def stop_ids(model, tokenizer) -> set[int]:
     """Every token that ends a reply: the tokenizer's EOS and the model's own (chat models often add an
     end-of-turn token in generation_config, as vLLM honours; ignoring it would run past the turn)."""
@@ -140,12 +130,12 @@ def generate(
     max_new_tokens: int = 64,
     batch_size: int = 64,
     seed: int | None = None,
-) -> list[list[Generation]]:
+) -> list[list[Completion]]:
     """``n`` completions per conversation, in length-sorted batches with left padding and the KV cache."""
     prompts = [tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in conversations]
     encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
-    out: list[list[Generation]] = [[] for _ in prompts]
+    out: list[list[Completion]] = [[] for _ in prompts]
     if seed is not None:
         torch.manual_seed(seed)
     eos = stop_ids(model, tokenizer)
@@ -173,47 +163,5 @@ def generate(
             finished = end is not None
             ids = ids[: end + 1] if finished else ids
             text = tokenizer.decode(ids, skip_special_tokens=True)
-            out[i].append(Generation(text.strip(), len(encoded[i]), len(ids), finished))
+            out[i].append(Completion(text.strip(), len(encoded[i]), len(ids), finished=finished))
     return out
-
-
-class ModelDecomposer:
-    """A trained decomposer (folder or hub id): greedy by default, or ``n`` samples for pass@k."""
-
-    price_key = "student"
-
-    def __init__(
-        self, path: str, instruction: str | None = "", max_new_tokens: int = 64, batch_size: int = 64, **load_kwargs
-    ):
-        self.name = str(path)
-        self.model, self.tokenizer = load(path, **load_kwargs)
-        self.instruction, self.max_new_tokens, self.batch_size = instruction, max_new_tokens, batch_size
-        # what the eval cache keys on: a retrained model, another prompt or length limit must not hit old results
-        self.version = f"{weights_version(path)}|{instruction!r}|{max_new_tokens}"
-
-    def messages(self, row: Mapping) -> list[dict]:
-        return decomposer_messages(row["context"], row["question"], self.instruction)
-
-    def sample(
-        self,
-        rows: Sequence[Mapping],
-        n: int = 1,
-        do_sample: bool = False,
-        temperature: float = 1.0,
-        seed: int | None = None,
-    ) -> list[list[Generation]]:
-        conversations = [self.messages(r) for r in rows]
-        return generate(
-            self.model,
-            self.tokenizer,
-            conversations,
-            n,
-            do_sample,
-            temperature,
-            self.max_new_tokens,
-            self.batch_size,
-            seed,
-        )
-
-    def decompose(self, rows: Sequence[Mapping]) -> list[Decomposed]:
-        return [Decomposed(g[0].text, g[0].prompt_tokens, g[0].completion_tokens) for g in self.sample(rows)]

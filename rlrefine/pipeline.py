@@ -8,10 +8,10 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from rlrefine.atomic import append_jsonl, read_jsonl
-from rlrefine.decomposers import Decomposed, Decomposer
 from rlrefine.format import Decomposition
 from rlrefine.grading import grade
-from rlrefine.solvers import Solver, SolveResult, solve_unique
+from rlrefine.solvers.base import solve_unique
+from rlrefine.types import Decomposed, Decomposer, Solver, SolveResult
 
 
 def decompose(

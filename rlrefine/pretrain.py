@@ -116,9 +116,9 @@ def copy_probe(model, tokenizer, docs: list[str]) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> Path:
     from trl import SFTConfig, SFTTrainer
 
-    from rlrefine.cli import UsageError, parse_config
+    from rlrefine.config import UsageError, parse_config
     from rlrefine.models import build_model, build_tokenizer
-    from rlrefine.sft import TRAINER_DEFAULTS, last_checkpoint
+    from rlrefine.trainers import TRAINER_DEFAULTS, last_checkpoint
 
     (args,) = parse_config(PretrainArgs, argv, prog="rlrefine pretrain")
     out = Path(args.out)

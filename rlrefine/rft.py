@@ -22,10 +22,10 @@ def collect(
     model_dir: Path, rows: list[dict], solver: str, k: int, seed: int, instruction: str | None = ""
 ) -> tuple[list[dict], dict]:
     """Sample k decompositions per problem; keep each distinct solver-correct one as an SFT example."""
+    from rlrefine.decomposers.model import from_folder
     from rlrefine.evaluate import sample_and_solve
-    from rlrefine.models import ModelDecomposer
 
-    model = ModelDecomposer(str(model_dir), instruction=instruction)
+    model = from_folder(str(model_dir), instruction=instruction)
     kept, seen, solved = [], set(), set()
     for row, gen, p, res, score in sample_and_solve(model, rows, solver, k, seed):
         if gen.finished and p.valid and res.error is None and score == 1.0:
@@ -55,7 +55,7 @@ def rft(args, sft_config, start: Path, out: Path) -> Path:
     from rlrefine.atomic import write_json
     from rlrefine.data import load_split
     from rlrefine.models import load_tokenizer
-    from rlrefine.sft import TimeBudget, publish
+    from rlrefine.trainers import TimeBudget, publish
 
     rows = list(load_split(args.data, "train", args.train_limit, args.train_domain))
     rng = random.Random(sft_config.seed)

@@ -127,7 +127,7 @@ def teach(
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from rlrefine.cli import parse_config
+    from rlrefine.config import parse_config
     from rlrefine.data import load_split
 
     (args,) = parse_config(TeachArgs, argv, prog="rlrefine teach")

@@ -20,12 +20,11 @@ from rlrefine.world import generate, world_config  # noqa: E402
 @pytest.fixture(autouse=True)
 def _fresh_process_caches():
     """Each test starts without the process-wide caches an earlier test filled (shared solvers and their memos,
-    reward timings, vLLM engines), so no result depends on test order."""
+    vLLM engines), so no result depends on test order."""
     yield
     for module, name in (
-        ("rlrefine.solvers", "_SHARED"),
-        ("rlrefine.train", "REWARD_SECONDS"),
-        ("rlrefine.backends", "_VLLM_ENGINES"),
+        ("rlrefine.solvers.base", "_SHARED"),
+        ("rlrefine.engines.vllm", "_VLLM_ENGINES"),
     ):
         if module in sys.modules:
             getattr(sys.modules[module], name).clear()

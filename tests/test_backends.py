@@ -23,9 +23,10 @@ import httpx
 import pytest
 import yaml
 
-from rlrefine.backends import BackendError, backend_config, price_key
 from rlrefine.decomposers import make_decomposer
+from rlrefine.registry import parse as parse_spec
 from rlrefine.solvers import make_solver
+from rlrefine.types import BackendError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -124,7 +125,9 @@ def test_decomposer_and_cache_hit_on_rerun(served, test_rows, tmp_path):
     first = make_decomposer(spec)
     out1 = first.decompose(rows)
     assert first.engine.stats["requests"] == 6 and all(d.error is None for d in out1)
-    assert first.name == f"openai:{served.model}" and first.price_key == "student"  # served from a local folder
+    assert (
+        first.name == f"openai:{served.model}@{served.url}" and first.price_key == "student"
+    )  # served from a local folder
     second = make_decomposer(spec)
     out2 = second.decompose(rows)
     assert second.engine.stats["cache_hits"] == 6 and second.engine.stats["requests"] == 0
@@ -360,21 +363,23 @@ def test_api_key_never_appears_in_logs_cache_results_or_errors(scripted, tmp_pat
 
 
 def test_spec_forms():
-    assert backend_config("openai:Qwen/Qwen2.5-7B-Instruct@http://127.0.0.1:8000/v1") == {
-        "backend": "openai",
-        "model": "Qwen/Qwen2.5-7B-Instruct",
-        "base_url": "http://127.0.0.1:8000/v1",
-    }
-    assert backend_config("vllm:Qwen/Qwen2.5-7B-Instruct") == {"backend": "vllm", "model": "Qwen/Qwen2.5-7B-Instruct"}
-    assert backend_config("{backend: openai, model: m, concurrency: 4}")["concurrency"] == 4
-    with pytest.raises(ValueError, match="unknown option.*colour.*valid: model"):
+    assert parse_spec("solver", "openai:Qwen/Qwen2.5-7B-Instruct@http://127.0.0.1:8000/v1") == (
+        "openai",
+        {"": "Qwen/Qwen2.5-7B-Instruct@http://127.0.0.1:8000/v1"},  # the engine splits model and URL
+    )
+    assert parse_spec("decomposer", "vllm:Qwen/Qwen2.5-7B-Instruct") == ("vllm", {"": "Qwen/Qwen2.5-7B-Instruct"})
+    assert parse_spec("solver", "{backend: openai, model: m, concurrency: 4}") == (
+        "openai",
+        {"model": "m", "concurrency": 4},
+    )
+    with pytest.raises(ValueError, match="^openai backend: unknown setting.s. colour; valid: model, base_url, "):
         make_solver({"backend": "openai", "model": "m", "colour": "red", "check": False})
-    with pytest.raises(ValueError, match="'model' is required"):
+    with pytest.raises(ValueError, match="^solver 'openai': missing setting.s. model$"):
         make_solver("{backend: openai}")
-    with pytest.raises(ValueError, match=r"openai:MODEL\[@BASE_URL\]"):
+    with pytest.raises(ValueError, match="^unknown solver 'bogus'; valid: hf, model, neural, openai, symbolic, vllm"):
         make_solver("bogus")
-    with pytest.raises(ValueError, match=r"openai:MODEL\[@BASE_URL\]"):
-        make_decomposer("bogus")
+    with pytest.raises(ValueError, match="do not put an API key in a spec"):
+        make_solver({"name": "openai", "model": "m", "api_key": "sk-123", "check": False})
 
 
 def test_openai_spec_string_names_and_json_form(scripted):
@@ -384,6 +389,7 @@ def test_openai_spec_string_names_and_json_form(scripted):
     assert make_solver(json.dumps(_spec(scripted, "ok"))).solve(_rows("a ?"), [[]])[0].answer == "8"
     labelled = make_decomposer(f"gpt={spec}")
     assert labelled.name == "gpt" and labelled.decompose(_rows("a ?"))[0].text.endswith("The answer is: 8")
+    assert labelled.price_key == "teacher"  # not a local folder: a served or hosted model is charged as a teacher
 
 
 @pytest.mark.slow
@@ -407,7 +413,7 @@ def test_hf_backend_solver_and_decomposer(tiny_model_dir, test_rows):
     results = solver.solve(rows, [r["subquestions"] for r in rows])
     assert all(r.error is None and r.prompt_tokens > 0 and 0 < r.completion_tokens <= 8 for r in results)
     sent = [  # what the solver must have sent: the paper's instruction in the model's own chat template
-        solver.tokenizer.apply_chat_template(
+        solver.engine.tokenizer.apply_chat_template(
             solver_messages(r["context"], r["question"], r["subquestions"], None),
             add_generation_prompt=True,
             return_dict=True,
@@ -415,14 +421,13 @@ def test_hf_backend_solver_and_decomposer(tiny_model_dir, test_rows):
         for r in rows
     ]
     assert [r.prompt_tokens for r in results] == [len(ids) for ids in sent]
-    assert all(SOLVER_INSTRUCTION in solver.tokenizer.decode(ids) for ids in sent)
+    assert all(SOLVER_INSTRUCTION in solver.engine.tokenizer.decode(ids) for ids in sent)
     decomposer = make_decomposer(f"hf:{tiny_model_dir}")
     assert decomposer.name == f"hf:{tiny_model_dir}" and decomposer.instruction is None
     assert (solver.price_key, decomposer.price_key) == ("solver", "student")  # a local folder: a model you trained
-    assert price_key({"model": "Qwen/Qwen2.5-7B-Instruct"}, "decomposer") == "teacher"  # a hub id: a teacher
-    assert price_key({"model": str(tiny_model_dir), "price_key": "teacher"}, "decomposer") == "teacher"
+    assert make_decomposer({"name": "hf", "model": str(tiny_model_dir), "price_key": "teacher"}).price_key == "teacher"
     assert len(decomposer.decompose(rows[:2])) == 2
-    with pytest.raises(ValueError, match="hf backend: unknown option.*concurrency"):
+    with pytest.raises(ValueError, match="^hf backend: unknown setting.s. concurrency; valid: model, dtype, device"):
         make_solver({"backend": "hf", "model": str(tiny_model_dir), "concurrency": 4})
 
 
@@ -459,8 +464,8 @@ def test_gsm8k_grpo_config_parses_with_the_training_entry_point():
     assert args.data == "gsm8k" and args.algorithm == "grpo" and args.instruction is None
     assert model_args.use_peft and model_args.lora_r == 16
     assert trl_args.use_vllm and trl_args.vllm_mode == "colocate"
-    assert backend_config(args.train_solver)["backend"] == "openai"
-    assert all(backend_config(s)["backend"] == "openai" for s in args.eval_solvers)
+    assert parse_spec("solver", args.train_solver)[0] == "openai"
+    assert all(parse_spec("solver", s)[0] == "openai" for s in args.eval_solvers)
 
 
 @pytest.mark.parametrize("name", ["multi_gpu", "zero2", "zero3", "fsdp2"])

@@ -62,8 +62,13 @@ def test_eval_resumes_from_its_cache(world_dir, tmp_path):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["eval", "--solvers", "gpt4"], "unknown solver 'gpt4'; valid: symbolic"),
-        (["eval", "--decomposers", "gpt9"], "unknown decomposer 'gpt9'; valid: 'none', 'oracle'"),
+        (["eval", "--solvers", "nueral"], "unknown solver 'nueral'; did you mean 'neural'? valid: hf, model, neural,"),
+        (
+            ["eval", "--decomposers", "gpt9"],
+            "unknown decomposer 'gpt9'; valid: hf, model, none, openai, oracle, teacher",
+        ),
+        (["eval", "--solvers", "hops=one"], "solver 'symbolic': hops must be int, got 'one'"),
+        (["eval", "--decomposers", "teacher:mrge=0.1"], "decomposer 'teacher': unknown setting(s) mrge; valid: merge,"),
         (["eval", "--data", "nowhere"], "unknown dataset 'nowhere'; valid: 'world'"),
         (["eval", "--split", "dev"], "no split 'dev'; valid: train, validation, test"),
         (["world", "--preset", "huge"], "unknown world preset 'huge'; valid: default"),

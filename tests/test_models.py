@@ -56,12 +56,12 @@ def test_frozen_models_are_loaded_once_while_held(tiny_model_dir, tmp_path):
 
     solver = make_solver({"backend": "hf", "model": str(tiny_model_dir), "dtype": "float32", "device": "cpu"})
     decomposer = make_decomposer(f"{{backend: hf, model: {tiny_model_dir}, dtype: float32, device: cpu}}")
-    assert decomposer.model is solver.model  # a reward's solver and an eval's: one copy in memory
-    assert load(tiny_model_dir, dtype="bfloat16", device="cpu")[0] is not solver.model  # other settings: another
+    assert decomposer.engine.model is solver.engine.model  # a reward's solver and an eval's: one copy in memory
+    assert load(tiny_model_dir, dtype="bfloat16", device="cpu")[0] is not solver.engine.model  # other settings: another
     copy = tmp_path / "copy"
     shutil.copytree(tiny_model_dir, copy)
-    assert load(copy, dtype="float32", device="cpu")[0] is not solver.model  # other weights: another
-    held = weakref.ref(solver.model)
+    assert load(copy, dtype="float32", device="cpu")[0] is not solver.engine.model  # other weights: another
+    held = weakref.ref(solver.engine.model)
     del solver, decomposer
     gc.collect()
     assert held() is None  # nothing holds it: the memory is freed, not kept by the cache

@@ -5,11 +5,16 @@ import json
 import pytest
 
 from rlrefine.format import render
-from rlrefine.plugins import resolve
+from rlrefine.registry import build
 
 
 class Tok:  # what the rewards read from the policy's tokenizer
     eos_token_id = 1
+
+
+def resolve(name, tokenizer=None, **settings):
+    """A reward as the pipeline resolves it: by name, with settings from the config."""
+    return build("reward", {"name": name, **settings}, tokenizer=tokenizer)
 
 
 def _batch(test_rows, depth=3):
@@ -66,7 +71,7 @@ def test_shape_rewards(test_rows):
 
 
 def test_plugin_forms(tmp_path, monkeypatch):
-    assert resolve("rewards.shape:format_validity")(None, ["No decomposition ."]) == [1.0]
+    assert resolve("rlrefine.rewards.shape:format_validity")(None, ["No decomposition ."]) == [1.0]
     example = resolve("rewards/plugin_example.py:novelty", penalty=2.0)
     assert example(None, ["Q1: a ?\nQ2: a ?"], question=["b ?"]) == [-2.0]
     plugin = tmp_path / "my_reward.py"
@@ -83,26 +88,38 @@ def test_plugin_forms(tmp_path, monkeypatch):
 
 
 def test_resolution_errors():
+    with pytest.raises(ValueError) as unknown:
+        resolve("formt")
+    assert str(unknown.value) == (
+        "unknown reward 'formt'; did you mean 'format'? valid: cap, cost, format, multi_solver, partial, solver, "
+        "token_cost, 'package.module:attr' or 'file.py:attr'"
+    )
     with pytest.raises(
-        ValueError, match="unknown reward 'nope'; valid: cap, cost, format, multi_solver, partial, solver"
+        ValueError, match=r"^reward 'solver': unknown setting\(s\) solvr; valid: solver, subquestion_cost, truncated$"
     ):
-        resolve("nope")
-    with pytest.raises(ValueError, match=r"unknown setting\(s\) \['solvr'\]; valid: solver, subquestion_cost"):
         resolve("solver", solvr="hops=1")
-    with pytest.raises(ValueError, match="takes no settings"):
+    with pytest.raises(
+        ValueError, match="is a ready reward, not a factory: it takes settings none, not weight; .*write a factory"
+    ):
         resolve("format", weight=2)
-    with pytest.raises(ValueError, match="not found"):
+    with pytest.raises(ValueError, match="plugin file 'missing.py' not found"):
         resolve("missing.py:f")
-    with pytest.raises(ValueError, match="has no 'nothing'"):
-        resolve("rewards.shape:nothing")
+    with pytest.raises(ValueError, match="rlrefine.rewards.shape has no 'nothing'; it defines: .*format_validity"):
+        resolve("rlrefine.rewards.shape:nothing")
+    with pytest.raises(ValueError, match="reward 'nope.mod:f': cannot import 'nope.mod': ModuleNotFoundError"):
+        resolve("nope.mod:f")
 
 
-def test_a_broken_plugin_file_is_loaded_afresh_once_fixed(tmp_path):
+def test_a_broken_plugin_file_is_one_line_and_is_loaded_afresh_once_fixed(tmp_path):
     plugin = tmp_path / "wip.py"
     plugin.write_text("def short(prompts, completions, **kwargs):\n    return [0.0]\nundefined_name\n")
-    with pytest.raises(NameError, match="undefined_name"):  # the file's own error, not "has no 'short'"
-        resolve(f"{plugin}:short")
-    with pytest.raises(NameError, match="undefined_name"):  # ...again on retry, not a half-run module
+    for _ in range(2):  # the file's own error, not "has no 'short'" nor a half-run module on retry
+        with pytest.raises(
+            ValueError, match=f"^plugin file {plugin}: NameError: name 'undefined_name' is not defined$"
+        ):
+            resolve(f"{plugin}:short")
+    plugin.write_text("def short(prompts, completions, **kwargs)\n    return [1.0]\n")
+    with pytest.raises(ValueError, match=r"^plugin file .*wip.py: SyntaxError: .*\(wip.py, line 1\)$"):
         resolve(f"{plugin}:short")
     plugin.write_text("def short(prompts, completions, **kwargs):\n    return [1.0]\n")
     assert resolve(f"{plugin}:short")(None, ["x"]) == [1.0]

@@ -105,7 +105,7 @@ def test_saved_decomposer_runs_through_eval(trained, tmp_path):
 
 
 def test_publish_survives_what_a_kill_mid_swap_leaves(trained, tmp_path):
-    from rlrefine.sft import publish
+    from rlrefine.trainers import publish
 
     out = tmp_path / "model"
     publish(trained, out, "first")
@@ -116,20 +116,23 @@ def test_publish_survives_what_a_kill_mid_swap_leaves(trained, tmp_path):
 
 
 def test_model_eval_cache_keys_on_weights_prompt_and_length(trained, tmp_path):
+    from rlrefine.decomposers import make_decomposer
     from rlrefine.evaluate import cache_name
-    from rlrefine.models import ModelDecomposer
 
-    plain = cache_name(ModelDecomposer(str(trained)))
-    assert plain == cache_name(ModelDecomposer(str(trained)))
-    assert plain != cache_name(ModelDecomposer(str(trained), instruction=None))  # the paper's prompt: other text
-    assert plain != cache_name(ModelDecomposer(str(trained), max_new_tokens=8))
+    def student(path, **settings):
+        return make_decomposer({"name": "model", "path": str(path), **settings})
+
+    plain = cache_name(student(trained))
+    assert plain == cache_name(student(trained))
+    assert plain != cache_name(student(trained, instruction=None))  # the paper's prompt: other text
+    assert plain != cache_name(student(trained, max_tokens=8))
     copy = tmp_path / "student"
     shutil.copytree(trained, copy)
-    before = cache_name(ModelDecomposer(str(copy)))
+    before = cache_name(student(copy))
     weights = copy / "model.safetensors"
     weights.write_bytes(weights.read_bytes())  # retrained in place (same path, new weights file)
     os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 1))
-    assert cache_name(ModelDecomposer(str(copy))) != before
+    assert cache_name(student(copy)) != before
 
 
 def test_refuses_to_overwrite_a_model(trained, capsys):

@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from rlrefine.decomposers import FlawedTeacher, make_decomposer
+from rlrefine.decomposers import make_decomposer
+from rlrefine.decomposers.teacher import FlawedTeacher
 from rlrefine.format import parse
 
 CLEAN = dict(merge=0.0, misorder=0.0, redundant=0.0, irrelevant=0.0)
@@ -58,12 +59,11 @@ def test_teacher_is_deterministic_and_seeded(test_rows):
     assert a != [d.text for d in make_decomposer("teacher:seed=1").decompose(test_rows)]
 
 
-def test_decomposer_spec_errors():
-    with pytest.raises(ValueError, match="unknown decomposer 'gpt9'; valid: 'none', 'oracle', 'teacher"):
-        make_decomposer("gpt9")
-    with pytest.raises(ValueError, match="unknown knob 'merj'"):
-        make_decomposer("teacher:merj=0.1")
-    assert make_decomposer("teacher:merge=0.2,cap=2").merge == 0.2
+def test_teacher_settings_and_name():
+    teacher = make_decomposer("teacher:merge=0.2,cap=2")
+    assert (teacher.merge, teacher.cap, teacher.name) == (0.2, 2, "teacher:merge=0.2,cap=2")
+    assert make_decomposer({"name": "teacher", "cap": 2, "merge": 0.2}).name == teacher.name  # however it is spelled
+    assert make_decomposer("teacher:merge=0.5").name == "teacher"  # the defaults are not part of the name
 
 
 def test_teacher_on_data_that_is_not_the_world_says_so():

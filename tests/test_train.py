@@ -13,8 +13,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from rlrefine.sft import last_checkpoint
 from rlrefine.train import main, parse
+from rlrefine.trainers import last_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_RL = [
@@ -47,10 +47,7 @@ def _changed(before: Path, after: Path) -> bool:
 
 
 @pytest.mark.parametrize("algorithm", ["grpo", "rloo"])
-def test_three_rl_steps_change_the_policy(tiny_decomposer, tmp_path, algorithm, monkeypatch):
-    import rlrefine.train
-
-    monkeypatch.setitem(rlrefine.train.REWARD_SECONDS, "solver[hops=1]", 1e6)  # an earlier run's: not counted
+def test_three_rl_steps_change_the_policy(tiny_decomposer, tmp_path, algorithm):
     run = tmp_path / algorithm
     rewards = '[{"name": "solver"}, {"name": "token_cost", "per_token": 0.01}]'  # lengths differ: never all-equal
     argv = f"--algorithm {algorithm} --decomposer {tiny_decomposer} --run_dir {run} --max_steps 3".split()
@@ -128,9 +125,9 @@ def test_killed_rft_resumes_after_its_last_finished_round(tiny_decomposer, tmp_p
 def test_config_errors(tmp_path):
     with pytest.raises(
         ValueError,
-        match="unknown algorithm 'ppo' \\(PPO with a critic is planned, not built yet\\); valid: grpo, rloo, rft",
+        match="unknown algorithm 'ppx'; valid: grpo, rloo, rft",
     ):
-        parse(["--algorithm", "ppo"])
+        parse(["--algorithm", "ppx"])
     bad = tmp_path / "bad.yaml"
     bad.write_text("algorithm: grpo\nlearning_rat: 0.1\n")
     with pytest.raises(ValueError, match="unknown config key\\(s\\): learning_rat"):
@@ -139,6 +136,8 @@ def test_config_errors(tmp_path):
         parse(["--rewards", "[{name: solver"])
     inline = parse(["--rewards", '[{name: solver}, {"name": "format"}]', "--sft", "{max_steps: 5}"])[0]
     assert inline.rewards == [{"name": "solver"}, {"name": "format"}] and inline.sft == {"max_steps": 5}
+    with pytest.raises(ValueError, match="^unknown flag.s. or stray value.s.: --max_step; see rlrefine train --help$"):
+        parse(["--max_step", "3"])  # flags are spelled in full: no silent prefix match of --max_steps
     assert parse(["--instruction", "null"])[0].instruction is None  # a flag reads like YAML: the paper's prompt
     assert parse(["--instruction", ""])[0].instruction == ""
     pipeline, trl, _ = parse(["--config", str(ROOT / "configs" / "quick.yaml"), "--loss_type", "dr_grpo"])

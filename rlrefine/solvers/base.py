@@ -1,43 +1,14 @@
-"""The solver protocol: every solver (symbolic, neural, hf, vllm, openai) answers a batch the same way.
-
-A solver gets problems (dataset rows: ``context``, ``question``, ...) and, per problem, the sub-questions a
-decomposer wrote (empty = direct solve, the single-stage baseline). Static mode as in the paper: all
-sub-questions at once, answered in order, then the original question.
-"""
+"""What every solver shares: one batched call with identical problems solved once, and the process-wide frozen
+solvers that rewards share (a neural solver is loaded once; rewards naming one solver share its results)."""
 
 from __future__ import annotations
 
+import json
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
 
-
-@dataclass
-class SolveResult:
-    """One solved problem. ``error`` is set when the solver failed (timeout, exception): that sample is
-    skipped by rewards and counted, never a dead run."""
-
-    answer: str | None
-    text: str = ""
-    trace: list[dict] = field(default_factory=list)  # per sub-question: {"subquestion", "answer"}
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    error: str | None = None
-
-    @property
-    def answered_share(self) -> float:
-        """Share of sub-questions the solver could answer (partial credit when the final answer is rare)."""
-        if not self.trace:
-            return 1.0 if self.answer is not None else 0.0
-        return sum(t.get("answer") is not None for t in self.trace) / len(self.trace)
-
-
-@runtime_checkable
-class Solver(Protocol):
-    name: str
-    price_key: str  # which row of the price table this solver's tokens are charged at
-
-    def solve(self, rows: Sequence[Mapping], subquestions: Sequence[Sequence[str]]) -> list[SolveResult]: ...
+from rlrefine.registry import build
+from rlrefine.types import Solver, SolveResult
 
 
 def solve_unique(solver: Solver, rows: Sequence[Mapping], subquestions: Sequence[Sequence[str]]) -> list[SolveResult]:
@@ -59,3 +30,46 @@ def solve_unique(solver: Solver, rows: Sequence[Mapping], subquestions: Sequence
         solved = [SolveResult(answer=None, error=f"{type(exc).__name__}: {exc}") for _ in unique]
     by_key = dict(zip((keys[i] for i in unique), solved))
     return [by_key[key] for key in keys]
+
+
+class MemoSolver:
+    """A solver that remembers recent results: rewards that need the same solve share one solver call."""
+
+    def __init__(self, solver: Solver, size: int = 8192) -> None:
+        self.inner, self.size = solver, size
+        self.name, self.price_key, self.version = solver.name, solver.price_key, getattr(solver, "version", "")
+        self.memo: OrderedDict[tuple, SolveResult] = OrderedDict()
+
+    def solve(self, rows, subquestions) -> list[SolveResult]:
+        keys = [
+            (r.get("id"), r["context"], r["question"], r.get("graph"), tuple(sq)) for r, sq in zip(rows, subquestions)
+        ]
+        todo = [i for i, k in enumerate(keys) if k not in self.memo]
+        fresh = (
+            dict(
+                zip((keys[i] for i in todo), self.inner.solve([rows[i] for i in todo], [subquestions[i] for i in todo]))
+            )
+            if todo
+            else {}
+        )
+        out = [fresh[k] if k in fresh else self.memo[k] for k in keys]
+        for key, res in fresh.items():
+            if res.error is None:  # failures are retried next time, not remembered
+                self.memo[key] = res
+        for key in keys:
+            if key in self.memo:
+                self.memo.move_to_end(key)
+        while len(self.memo) > self.size:
+            self.memo.popitem(last=False)
+        return out
+
+
+_SHARED: dict[str, MemoSolver] = {}
+
+
+def shared_solver(spec: str | Mapping) -> MemoSolver:
+    """One frozen instance per spec per process, with a memo."""
+    key = spec if isinstance(spec, str) else json.dumps(spec, sort_keys=True, default=str)
+    if key not in _SHARED:
+        _SHARED[key] = MemoSolver(build("solver", spec))
+    return _SHARED[key]

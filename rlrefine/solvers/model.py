@@ -1,8 +1,10 @@
-"""Solvers that are language models: a local folder or hub id, generating in batches.
+"""Solvers that are language models, on any engine (``hf``, ``vllm``, ``openai``): the paper's static prompt, all
+sub-questions at once, one batched engine call.
 
-With ``calculator=True`` (the tiny world solvers) the model writes its work as a program and the calculator
-computes every value, looking up the quantities the story states (``solvers.program``); otherwise (real LLMs) the answer is read from "The answer is: ..."
-and sub-answers from the ``A<i>:`` lines.
+A real LLM (``hf:``, ``vllm:``, ``openai:`` specs) gets the paper's instruction and is read as free text: sub-answers
+from the ``A<i>:`` lines, the answer after "The answer is:". A tiny world solver (``neural``, ``model:FOLDER``) was
+trained without an instruction to write its work as a program, which a calculator runs over the quantities the story
+states (``solvers.program``).
 """
 
 from __future__ import annotations
@@ -10,10 +12,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
+from rlrefine.engines import make_engine
 from rlrefine.format import solver_messages
 from rlrefine.grading import extract_answer
-from rlrefine.solvers.base import SolveResult
+from rlrefine.models import ONEHOP_SOLVER
 from rlrefine.solvers.program import run
+from rlrefine.types import ChatEngine, SolveResult
 from rlrefine.world import stated_quantities
 
 _SUB = re.compile(r"^\s*A(\d+)\s*:\s*(.*)$")
@@ -31,45 +35,63 @@ def text_result(text: str, subquestions: Sequence[str], prompt_tokens: int, comp
 
 
 class ModelSolver:
-    """A neural solver behind the solver protocol (static mode: all sub-questions in one prompt)."""
-
-    price_key = "solver"
+    """A chat engine as a solver (static mode: all sub-questions in one prompt)."""
 
     def __init__(
         self,
-        path: str,
+        engine: ChatEngine,
         name: str | None = None,
-        calculator: bool = True,
-        instruction: str | None = "",
-        max_new_tokens: int = 96,
-        batch_size: int = 64,
-        **load_kwargs,
+        instruction: str | None = None,
+        calculator: bool = False,
+        price_key: str = "solver",
     ) -> None:
-        from rlrefine.models import load, weights_version
-
-        self.name = name or f"model:{path}"
-        self.model, self.tokenizer = load(path, **load_kwargs)
-        self.calculator, self.instruction = calculator, instruction
-        self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
-        # what the eval cache keys on: a retrained solver, another prompt or length limit must not hit old cells
-        self.version = f"{weights_version(path)}|{calculator}|{instruction!r}|{max_new_tokens}"
+        self.engine, self.name, self.price_key = engine, name or engine.name, price_key
+        self.instruction, self.calculator = instruction, calculator
+        # what the eval cache keys on: another model, prompt or length limit must not hit old cells
+        self.version = f"{engine.version}|{calculator}|{instruction!r}"
 
     def solve(self, rows: Sequence[Mapping], subquestions: Sequence[Sequence[str]]) -> list[SolveResult]:
-        from rlrefine.models import generate
-
         conversations = [
             solver_messages(row["context"], row["question"], list(sq), self.instruction)
             for row, sq in zip(rows, subquestions)
         ]
-        generations = generate(
-            self.model, self.tokenizer, conversations, max_new_tokens=self.max_new_tokens, batch_size=self.batch_size
-        )
         results = []
-        for (gen,), sq, row in zip(generations, subquestions, rows):
-            if not self.calculator:
-                results.append(text_result(gen.text, sq, gen.prompt_tokens, gen.completion_tokens))
-                continue
-            subs, answer = run(gen.text, len(sq), stated_quantities(row["context"]))
-            trace = [{"subquestion": q, "answer": a} for q, a in zip(sq, subs)]
-            results.append(SolveResult(answer, gen.text, trace, gen.prompt_tokens, gen.completion_tokens))
+        for out, sq, row in zip(self.engine.chat(conversations), subquestions, rows):
+            if out.error:
+                results.append(SolveResult(answer=None, error=out.error))
+            elif not self.calculator:
+                results.append(text_result(out.text, sq, out.prompt_tokens, out.completion_tokens))
+            else:
+                subs, answer = run(out.text, len(sq), stated_quantities(row["context"]))
+                trace = [{"subquestion": q, "answer": a} for q, a in zip(sq, subs)]
+                results.append(SolveResult(answer, out.text, trace, out.prompt_tokens, out.completion_tokens))
         return results
+
+
+def from_folder(
+    path: str, max_tokens: int = 96, batch_size: int = 64, dtype: str = "auto", device: str | None = None
+) -> ModelSolver:
+    """``model:FOLDER``: a tiny world solver trained by ``rlrefine sft --role solver`` (program + calculator)."""
+    engine = make_engine(
+        "hf", str(path), "solver", max_tokens=max_tokens, batch_size=batch_size, dtype=dtype, device=device
+    )
+    return ModelSolver(engine, f"model:{path}", instruction="", calculator=True)
+
+
+def neural(max_tokens: int = 96, batch_size: int = 64, dtype: str = "auto", device: str | None = None) -> ModelSolver:
+    """The bundled one-hop world solver."""
+    solver = from_folder(str(ONEHOP_SOLVER), max_tokens, batch_size, dtype, device)
+    solver.name = "neural"
+    return solver
+
+
+def _backend(backend: str):
+    def factory(model: str, price_key: str = "solver", **options) -> ModelSolver:
+        return ModelSolver(make_engine(backend, model, "solver", **options), price_key=price_key)
+
+    factory.__name__ = factory.__qualname__ = backend
+    factory.__doc__ = f"``{backend}:MODEL``: a real LLM behind the {backend} engine, prompted as in the paper."
+    return factory
+
+
+hf, vllm, openai = _backend("hf"), _backend("vllm"), _backend("openai")

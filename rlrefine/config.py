@@ -1,0 +1,176 @@
+"""Settings: ``--config FILE.yaml`` plus flags into dataclasses (TRL's ``TrlParser``), and the pipeline's own.
+
+Every command parses through ``parse_config``: an unknown key in the file or on the command line is one line naming
+it (``UsageError``, exit code 2), flags are spelled in full (no prefix matching), and ``--key null`` reads as YAML.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from rlrefine.types import UsageError
+
+
+def parse_config(dataclass_types, argv: list[str] | None, prog: str, defaults: dict | None = None) -> tuple:
+    """Parse ``--config FILE.yaml`` plus flags into dataclasses (TRL's style); typos name the key."""
+    from trl import TrlParser
+
+    types = dataclass_types if isinstance(dataclass_types, (list, tuple)) else [dataclass_types]
+    parser = TrlParser(types, prog=prog, allow_abbrev=False)
+    if defaults:
+        parser.set_defaults_with_config(**defaults)
+    *parsed, in_file, on_line = parser.parse_args_and_config(
+        argv, return_remaining_strings=True, separate_remaining_strings=True
+    )
+    if in_file:
+        raise UsageError(f"unknown config key(s): {', '.join(k[2:] for k in in_file[::2])}")
+    if on_line:
+        flags = [a for a in on_line if a.startswith("-")] or on_line
+        raise UsageError(f"unknown flag(s) or stray value(s): {' '.join(flags)}; see {prog} --help")
+    for obj in parsed:  # a flag reads like YAML: `--instruction null` is None, as `instruction: null` in a file
+        hints = {k: str(v) for c in reversed(type(obj).__mro__) for k, v in getattr(c, "__annotations__", {}).items()}
+        for name, hint in hints.items():
+            if ("None" in hint or "Optional" in hint) and getattr(obj, name, None) in ("null", "None", "~"):
+                setattr(obj, name, None)
+    return tuple(parsed)
+
+
+def early_option(argv: list[str] | None, name: str) -> tuple[str | None, dict]:
+    """An option that picks the other options' defaults, so it is read before them: ``--NAME``, else the
+    ``--config`` file's ``NAME`` (None when neither says). Also returns the config file's mapping."""
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument("--config")
+    pre.add_argument(f"--{name}")
+    known, _ = pre.parse_known_args(argv)
+    file_config = (yaml.safe_load(Path(known.config).read_text()) if known.config else None) or {}
+    return getattr(known, name) or file_config.get(name), file_config
+
+
+def inline(key: str, text: str, kind: type):
+    """A mapping or list given on the command line, as YAML (JSON is YAML too)."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise UsageError(f"--{key}: not valid YAML/JSON ({str(exc).splitlines()[0]}): {text}") from None
+    if not isinstance(value, kind):
+        raise UsageError(f"--{key}: expected a YAML/JSON {kind.__name__}, got {text!r}")
+    return value
+
+
+ALGORITHMS = ("grpo", "rloo", "rft")
+DEFAULT_REWARDS = [
+    {"name": "solver", "subquestion_cost": 0.05},  # the solver is --train_solver
+    {"name": "format", "weight": 0.1},
+]
+# TRL settings that suit the tiny world policy on a CPU; a config file or flags override any of them.
+RL_DEFAULTS = {
+    "learning_rate": 1e-4,
+    "lr_scheduler_type": "constant_with_warmup",
+    "warmup_steps": 10,
+    "max_steps": 300,
+    "per_device_train_batch_size": 32,
+    "num_generations": 8,
+    "max_completion_length": 48,
+    "temperature": 1.0,
+    "beta": 0.0,
+    "logging_steps": 10,
+    "save_steps": 50,
+    "seed": 0,
+}
+_GENERATION_KEYS = {"num_generations", "max_completion_length", "temperature", "beta"}
+
+
+def defaults_for(algorithm: str) -> dict:
+    """Our TRL defaults for an algorithm: RFT's rounds are SFT (no generation settings, SFT's learning rate)."""
+    from rlrefine.trainers import TRAINER_DEFAULTS
+
+    defaults = {**RL_DEFAULTS, **TRAINER_DEFAULTS}
+    if algorithm == "rft":
+        defaults = {k: v for k, v in defaults.items() if k not in _GENERATION_KEYS}
+        defaults.update(learning_rate=5e-4, max_steps=200, max_length=256)
+    return defaults
+
+
+@dataclass
+class PipelineArgs:
+    """The pipeline's own settings (``rlrefine/train.py``); TRL's trainer settings are parsed next to these."""
+
+    data: str = field(default="world", metadata={"help": "dataset name or path (train / validation / test splits)"})
+    run_dir: str = field(default="runs/default", metadata={"help": "everything this run writes"})
+    algorithm: str = field(default="grpo", metadata={"help": ", ".join(ALGORITHMS)})
+    base_model: str = field(default="base", metadata={"help": "what the SFT student starts from"})
+    decomposer: str | None = field(default=None, metadata={"help": "start RL from this decomposer; skips SFT"})
+    sft_variant: str = field(default="sd-t", metadata={"help": "sd-t, sd-r or oracle"})
+    sft: str | None = field(default=None, metadata={"help": "SFTConfig overrides for the SFT stage (a YAML mapping)"})
+    teacher: str = field(default="teacher")
+    instruction: str | None = field(
+        default="", metadata={"help": "the decomposer prompt's instruction: '' none (tiny models), null the paper's"}
+    )
+    train_solver: str = field(default="hops=1", metadata={"help": "the frozen solver whose correctness is the reward"})
+    rewards: str | None = field(
+        default=None, metadata={"help": "reward plugins: a YAML list (on the command line too: '[{name: solver}]')"}
+    )
+    train_limit: int | None = field(default=None, metadata={"help": "use the first N training problems"})
+    train_domain: str | None = field(default=None, metadata={"help": "train on one domain only (transfer ablation)"})
+    rl_minutes: float | None = field(default=None, metadata={"help": "wall-clock budget of the RL stage"})
+    rft_samples: int = field(default=8, metadata={"help": "RFT: decompositions sampled per problem"})
+    rft_problems: int = field(
+        default=250, metadata={"help": "RFT: problems sampled per round (small rounds: more of them fit a budget)"}
+    )
+    rft_rounds: int = field(default=3, metadata={"help": "RFT: sample -> filter -> SFT rounds"})
+    eval_split: str = field(default="test")
+    eval_limit: int | None = field(default=1000)
+    eval_solvers: list[str] | None = field(default=None, metadata={"help": "default: the default solver set"})
+    pass_k: int = field(default=8, metadata={"help": "pass@k of SFT and RL decomposers with the training solver"})
+    resume: bool = field(default=False, metadata={"help": "continue a killed run in run_dir"})
+    overwrite: bool = field(default=False, metadata={"help": "delete run_dir and start over"})
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.sft, dict):
+            self.sft = inline("sft", self.sft, dict) if self.sft else {}
+        if self.rewards is None:
+            self.rewards = [dict(r) for r in DEFAULT_REWARDS]
+        elif isinstance(self.rewards, str):
+            self.rewards = inline("rewards", self.rewards, list)
+        if self.algorithm not in ALGORITHMS:
+            raise UsageError(f"unknown algorithm {self.algorithm!r}; valid: {', '.join(ALGORITHMS)}")
+
+
+def trl_config_class(algorithm: str):
+    from trl import GRPOConfig, RLOOConfig, SFTConfig
+
+    return {"grpo": GRPOConfig, "rloo": RLOOConfig, "rft": SFTConfig}[algorithm]
+
+
+def _sources(argv: list[str]) -> tuple[str, dict, dict]:
+    """The algorithm, the ``--config`` file's mapping and our TRL defaults for that algorithm."""
+    algorithm, file_config = early_option(argv, "algorithm")
+    algorithm = algorithm or "grpo"
+    if algorithm not in ALGORITHMS:
+        PipelineArgs(algorithm=algorithm)  # raises the error that lists the valid ones
+    return algorithm, file_config, defaults_for(algorithm)
+
+
+def parse(argv: list[str] | None):
+    """Pipeline settings plus the TRL config of the chosen algorithm, from ``--config`` and flags."""
+    from trl import ModelConfig
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    algorithm, _, defaults = _sources(argv)
+    return parse_config([PipelineArgs, trl_config_class(algorithm), ModelConfig], argv, "rlrefine train", defaults)
+
+
+def run_config(argv: list[str], args: PipelineArgs, trl_args, model_args) -> dict:
+    """What ``--config`` reads back to repeat the run: every pipeline setting, plus the TRL and model settings
+    that the config file, the flags or our defaults chose (not TRL's hundred-odd untouched or derived ones)."""
+    _, file_config, defaults = _sources(argv)
+    chosen = {*file_config, *defaults, *(a[2:].split("=")[0] for a in argv if a.startswith("--"))}
+    config = {k: v for k, v in asdict(args).items() if k not in ("overwrite", "resume")}  # how, not what, to run
+    for given in (trl_args.to_dict(), asdict(model_args)):
+        config.update({k: v for k, v in given.items() if k in chosen and k not in config and k != "output_dir"})
+    return config

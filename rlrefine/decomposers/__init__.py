@@ -1,0 +1,21 @@
+"""Decomposers behind one protocol (``rlrefine.types.Decomposer``): they write sub-questions in ``rlrefine.format``.
+
+A decomposer is named by a spec (``rlrefine.registry``): ``none``, ``oracle``, ``teacher[:merge=P,...]``, a model
+folder, ``hf:MODEL``, ``vllm:MODEL``, ``openai:MODEL[@URL]``, a mapping, ``file.py:attr``, ``package.module:attr`` or
+an entry point in the group ``rlrefine.decomposers``; ``LABEL=SPEC`` names it in tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from rlrefine.registry import build
+from rlrefine.types import Decomposed, Decomposer
+
+
+def make_decomposer(spec: str | Mapping | Decomposer) -> Decomposer:
+    """A decomposer from its spec; a bad spec fails naming what is valid."""
+    return build("decomposer", spec)
+
+
+__all__ = ["Decomposed", "Decomposer", "make_decomposer"]

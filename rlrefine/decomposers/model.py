@@ -1,0 +1,71 @@
+"""Decomposers that are language models, on any engine: a trained student folder (``model:FOLDER`` or just the
+folder), or a real LLM as teacher or decomposer (``hf:``, ``vllm:``, ``openai:`` specs) with the paper's prompt."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+
+from rlrefine.engines import make_engine
+from rlrefine.format import decomposer_messages
+from rlrefine.types import ChatEngine, Completion, Decomposed
+
+
+class ModelDecomposer:
+    """A chat engine as a decomposer: one pass per problem, greedy; ``sample`` draws k for pass@k and RFT."""
+
+    def __init__(
+        self, engine: ChatEngine, name: str | None = None, instruction: str | None = None, price_key: str = "student"
+    ) -> None:
+        self.engine, self.name, self.price_key, self.instruction = engine, name or engine.name, price_key, instruction
+        # what the eval cache keys on: another model, prompt or length limit must not hit old results
+        self.version = f"{engine.version}|{instruction!r}"
+
+    def messages(self, row: Mapping) -> list[dict]:
+        return decomposer_messages(row["context"], row["question"], self.instruction)
+
+    def decompose(self, rows: Sequence[Mapping]) -> list[Decomposed]:
+        return [
+            Decomposed(c.text, c.prompt_tokens, c.completion_tokens, c.error)
+            for c in self.engine.chat([self.messages(r) for r in rows])
+        ]
+
+    def sample(
+        self, rows: Sequence[Mapping], n: int, temperature: float = 1.0, seed: int | None = None
+    ) -> list[list[Completion]]:
+        if not hasattr(self.engine, "sample"):
+            raise ValueError(
+                f"decomposer {self.name}: sampling needs a local model (hf engine), not {self.engine.name}"
+            )
+        return self.engine.sample([self.messages(r) for r in rows], n=n, temperature=temperature, seed=seed)
+
+
+def from_folder(
+    path: str,
+    instruction: str | None = "",
+    max_tokens: int = 64,
+    batch_size: int = 64,
+    dtype: str = "auto",
+    device: str | None = None,
+) -> ModelDecomposer:
+    """A decomposer you trained (a local folder), prompted as the tiny world students are trained: no instruction
+    (``instruction: null`` gives the paper's, for a real LLM you fine-tuned). Priced as a student."""
+    engine = make_engine(
+        "hf", str(path), "decomposer", max_tokens=max_tokens, batch_size=batch_size, dtype=dtype, device=device
+    )
+    return ModelDecomposer(engine, str(path), instruction, "student")
+
+
+def _backend(backend: str):
+    def factory(model: str, price_key: str | None = None, **options) -> ModelDecomposer:
+        """One price rule for every backend: a local folder (a model you trained) is a ``student``, anything else
+        (a hub id, a served or hosted model) a ``teacher``; ``price_key`` overrides."""
+        engine = make_engine(backend, model, "decomposer", **options)
+        price_key = price_key or ("student" if os.path.isdir(str(model)) else "teacher")
+        return ModelDecomposer(engine, instruction=None, price_key=price_key)
+
+    factory.__name__ = factory.__qualname__ = backend
+    return factory
+
+
+hf, vllm, openai = _backend("hf"), _backend("vllm"), _backend("openai")

@@ -1,0 +1,35 @@
+"""The decomposers that need no model: ``none`` (the single-stage baseline) and ``oracle`` (gold sub-questions)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from rlrefine.format import NO_DECOMPOSITION, render
+from rlrefine.types import Decomposed
+
+
+def words(*texts: str) -> int:
+    """Whitespace words: the token count of decomposers that are not models (a stand-in for an LLM's tokens)."""
+    return sum(len(t.split()) for t in texts)
+
+
+class NoDecomposer:
+    """The single-stage baseline: the solver gets the question alone, and no decomposer runs."""
+
+    name, price_key = "none", "none"
+
+    def decompose(self, rows: Sequence[Mapping]) -> list[Decomposed]:
+        return [Decomposed(NO_DECOMPOSITION) for _ in rows]
+
+
+class OracleDecomposer:
+    """Gold sub-questions (the world's chain; GSM8K's socratic questions)."""
+
+    name, price_key = "oracle", "oracle"
+
+    def decompose(self, rows: Sequence[Mapping]) -> list[Decomposed]:
+        out = []
+        for row in rows:
+            text = render(list(row.get("subquestions") or []))
+            out.append(Decomposed(text, words(row["context"], row["question"]), words(text)))
+        return out

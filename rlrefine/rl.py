@@ -1,0 +1,175 @@
+"""The RL stage: the decomposer is the policy, TRL's GRPO or RLOO trainer does the rest, and the reward plugins
+named in the config (``rlrefine.registry``) score its completions, a frozen solver inside. RFT has its own module.
+
+Every reward is wrapped once (``Watched``): its time counts toward the reward-overhead figure, a NaN or infinite
+reward is counted, warned about and skipped (never silently averaged), a reward that raises names itself and the
+step, and the wrapper keeps what TRL reads of the reward: its name and whether it is async.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from rlrefine import registry
+from rlrefine.config import PipelineArgs, UsageError
+
+log = logging.getLogger(__name__)
+
+
+class Watched:
+    """A reward function as TRL calls it, timed and checked. Picklable when the reward is."""
+
+    def __init__(self, func: Callable, name: str) -> None:
+        self.func, self.__name__ = func, name
+        self.seconds, self.nonfinite, self.warned = 0.0, 0, False
+
+    def __call__(self, *args, **kwargs) -> list[float | None]:
+        start = time.perf_counter()
+        try:
+            out = self.func(*args, **kwargs)
+        except Exception as exc:
+            raise self._failed(exc, kwargs) from exc
+        finally:
+            self.seconds += time.perf_counter() - start
+        return self._checked(out, kwargs)
+
+    def _failed(self, exc: Exception, kwargs: Mapping) -> RuntimeError:
+        step = getattr(kwargs.get("trainer_state"), "global_step", "?")
+        return RuntimeError(
+            f"reward {self.__name__} failed at step {step}: {type(exc).__name__}: {exc} "
+            "(fix it and rerun with --resume: training continues from the last checkpoint)"
+        )
+
+    def _checked(self, out: Sequence, kwargs: Mapping) -> list[float | None]:
+        bad = [i for i, r in enumerate(out) if r is not None and not math.isfinite(r)]
+        if bad:
+            self.nonfinite += len(bad)
+            if not self.warned:
+                from accelerate import PartialState
+
+                if PartialState().is_main_process:
+                    log.warning("reward %s returned NaN or inf (%d samples so far): skipped", self.__name__, len(bad))
+                self.warned = True
+            out = [None if i in set(bad) else r for i, r in enumerate(out)]
+        if callable(kwargs.get("log_metric")):
+            kwargs["log_metric"](f"rewards/{self.__name__}/nonfinite", float(len(bad)))
+        return list(out)
+
+
+class AsyncWatched(Watched):
+    """The same for an ``async`` reward: TRL awaits it (several concurrently) because ``__call__`` is a coroutine."""
+
+    async def __call__(self, *args, **kwargs) -> list[float | None]:
+        start = time.perf_counter()
+        try:
+            out = await self.func(*args, **kwargs)
+        except Exception as exc:
+            raise self._failed(exc, kwargs) from exc
+        finally:
+            self.seconds += time.perf_counter() - start
+        return self._checked(out, kwargs)
+
+
+def build_rewards(specs: Sequence, train_solver: str, tokenizer: object = None) -> tuple[list[Watched], list[float]]:
+    """The reward functions and weights a config names; an unknown reward, setting or solver fails here, at start."""
+    from trl.trainer.utils import get_callable_name, is_async_callable
+
+    from rlrefine.solvers import shared_solver
+
+    funcs, weights = [], []
+    for spec in specs:
+        name, settings = registry.parse("reward", spec)
+        weight, label = settings.pop("weight", 1.0), settings.pop("label", None)
+        if not isinstance(weight, (int, float)) or isinstance(weight, bool):
+            raise UsageError(f"reward {name!r}: weight must be a number, got {weight!r}")
+        if name in ("solver", "partial"):
+            settings.setdefault("solver", train_solver)
+        for solver in [settings.get("solver"), *(settings.get("solvers") or [])]:
+            if isinstance(solver, (str, Mapping)):
+                shared_solver(solver)  # a bad solver spec fails now, and a neural one loads once
+        func = registry.build("reward", {"name": name, **settings}, tokenizer=tokenizer)
+        wrapper = AsyncWatched if is_async_callable(func) else Watched
+        funcs.append(wrapper(func, str(label or get_callable_name(func))))
+        weights.append(float(weight))
+    return funcs, weights
+
+
+def train_dataset(args: PipelineArgs):
+    """RL prompts: the decomposer's messages, plus the columns the reward plugins read."""
+    from datasets import Dataset
+
+    from rlrefine.data import load_split
+    from rlrefine.format import decomposer_messages
+
+    rows = load_split(args.data, "train", args.train_limit, args.train_domain)
+    keep = ["id", "context", "question", "answer", "metric", "graph", "domain"]
+    return Dataset.from_list(
+        [
+            {"prompt": decomposer_messages(r["context"], r["question"], args.instruction), **{k: r[k] for k in keep}}
+            for r in rows
+        ]
+    )
+
+
+def refine(args: PipelineArgs, trl_args, model_args, start: Path, run: Path) -> Path:
+    """Refine the decomposer with GRPO or RLOO through TRL, or with RFT, against the frozen solver."""
+    from transformers import AutoModelForCausalLM
+    from trl import GRPOTrainer, RLOOTrainer, get_peft_config
+
+    from rlrefine.models import load_tokenizer
+    from rlrefine.trainers import TimeBudget, last_checkpoint, publish
+
+    out = run / "rl"
+    if (out / "config.json").exists():
+        return out
+    if args.algorithm == "rft":
+        from rlrefine.rft import rft
+
+        return rft(args, trl_args, start, out)
+    work = out.with_name("rl.work")
+    tokenizer = load_tokenizer(start)
+    funcs, weights = build_rewards(args.rewards, args.train_solver, tokenizer)
+    trl_args.reward_weights = weights
+    trl_args.output_dir = str(work)
+    trainer_class = {"grpo": GRPOTrainer, "rloo": RLOOTrainer}[args.algorithm]
+    dtype = model_args.dtype if model_args.dtype not in (None, "auto") else "float32"
+    trainer = trainer_class(
+        model=AutoModelForCausalLM.from_pretrained(str(start), dtype=dtype),
+        peft_config=get_peft_config(model_args),
+        reward_funcs=funcs,
+        args=trl_args,
+        train_dataset=train_dataset(args),
+        processing_class=tokenizer,
+        callbacks=[TimeBudget(args.rl_minutes)],
+    )
+    resumed = last_checkpoint(work) if args.resume else None
+    began = time.perf_counter()
+    trainer.train(resume_from_checkpoint=resumed)
+    seconds = time.perf_counter() - began
+    reward_seconds = {f.__name__: f.seconds for f in funcs}
+    facts = {
+        "algorithm": args.algorithm,
+        "steps": trainer.state.global_step,
+        "rl_minutes": seconds / 60,
+        "num_processes": trainer.accelerator.num_processes,
+        "resumed_from": resumed,
+        "rewards": args.rewards,
+        "reward_seconds": reward_seconds,
+        "reward_share": sum(reward_seconds.values()) / max(seconds, 1e-9),  # of this process's RL wall clock
+        "nonfinite_rewards": {f.__name__: f.nonfinite for f in funcs},
+    }
+    card = (
+        f"# rlrefine decomposer ({args.algorithm})\n\nRefined with TRL's {trainer_class.__name__} from `{start}` "
+        f"against the frozen solver `{args.train_solver}`.\n\n```json\n{json.dumps(facts, indent=2)}\n```\n"
+    )
+    if trainer.accelerator.is_main_process:
+        publish(trainer, out, card, {"training": facts, "log_history": trainer.state.log_history})
+        shutil.rmtree(work, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    return out

@@ -1,0 +1,90 @@
+"""What every training stage shares (SFT, GRPO/RLOO, RFT, pretraining): defaults for these machines, a wall-clock
+budget, resuming from the newest complete checkpoint, and publishing a finished model in one rename."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from accelerate import PartialState
+from transformers import TrainerCallback
+
+from rlrefine.atomic import write_json, write_text
+from rlrefine.types import UsageError
+
+# Trainer settings every stage shares on these machines: no bf16, no checkpointing of activations (tiny
+# models), no trackers, one checkpoint kept; use_cpu so that several CPU processes form one gloo group.
+TRAINER_DEFAULTS = {
+    "save_total_limit": 1,
+    "bf16": False,
+    "activation_checkpointing": False,
+    "report_to": "none",
+    "use_cpu": not torch.cuda.is_available(),
+}
+
+
+class TimeBudget(TrainerCallback):
+    """Stop training after a wall-clock budget: equal-time comparisons and hard limits on slow machines."""
+
+    def __init__(self, minutes: float | None) -> None:
+        self.deadline = None if minutes is None else time.monotonic() + 60 * minutes
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            control.should_training_stop = True
+        return control
+
+
+def last_checkpoint(folder: Path) -> str | None:
+    """The newest complete ``checkpoint-N`` in ``folder``: a killed run resumes from it.
+
+    The Trainer writes trainer_state.json last, and not atomically, so a checkpoint counts only when that file
+    parses: a run killed mid-save resumes from the one before.
+    """
+    found = [p for p in folder.glob("checkpoint-*") if _readable(p / "trainer_state.json")] if folder.is_dir() else []
+    found.sort(key=lambda p: int(p.name.rsplit("-", 1)[1]))
+    return str(found[-1]) if found else None
+
+
+def _readable(state: Path) -> bool:
+    try:
+        return isinstance(json.loads(state.read_text()), dict)
+    except (OSError, ValueError):
+        return False
+
+
+def prepare_output(out: Path, overwrite: bool) -> Path:
+    """The work folder for checkpoints; refuse to touch a finished model unless ``overwrite``."""
+    work = out.with_name(out.name + ".work")
+    if (out / "config.json").exists() and not overwrite:
+        raise UsageError(f"{out} already holds a model; pass --overwrite to replace it")
+    if overwrite and work.exists() and PartialState().is_main_process:
+        shutil.rmtree(work)
+    return work
+
+
+def publish(trainer, out: Path, card: str, extra: dict | None = None) -> None:
+    """Save the final model (a trainer's, or a saved model folder) next to ``out`` and swap it in with renames:
+    never a half-written model."""
+    staging = out.with_name(f".{out.name}.staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    if isinstance(trainer, (str, Path)):
+        shutil.copytree(trainer, staging)
+    else:
+        model = trainer.model
+        if hasattr(model, "merge_and_unload"):  # LoRA: ship a plain model that loads anywhere by path
+            model = model.merge_and_unload()
+        model.save_pretrained(staging)
+        trainer.processing_class.save_pretrained(staging)
+    write_text(staging / "README.md", card)
+    if extra:
+        write_json(staging / "eval.json", extra)
+    old = out.with_name(f".{out.name}.old")
+    shutil.rmtree(old, ignore_errors=True)  # left by a run killed mid-swap
+    if out.exists():
+        out.rename(old)
+    staging.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
