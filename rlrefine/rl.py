@@ -56,7 +56,8 @@ class Watched:
                 if PartialState().is_main_process:
                     log.warning("reward %s returned NaN or inf (%d samples so far): skipped", self.__name__, len(bad))
                 self.warned = True
-            out = [None if i in set(bad) else r for i, r in enumerate(out)]
+            skipped = set(bad)
+            out = [None if i in skipped else r for i, r in enumerate(out)]
         if callable(kwargs.get("log_metric")):
             kwargs["log_metric"](f"rewards/{self.__name__}/nonfinite", float(len(bad)))
         return list(out)
@@ -101,7 +102,8 @@ def build_rewards(specs: Sequence, train_solver: str, tokenizer: object = None) 
 
 
 def train_dataset(args: PipelineArgs):
-    """RL prompts: the decomposer's messages, plus the columns the reward plugins read."""
+    """RL prompts: the decomposer's messages, plus the columns the reward plugins read (``solution`` is the gold
+    answer under the name TRL's own rewards read it by)."""
     from datasets import Dataset
 
     from rlrefine.data import load_split
@@ -111,7 +113,11 @@ def train_dataset(args: PipelineArgs):
     keep = ["id", "context", "question", "answer", "metric", "graph", "domain"]
     return Dataset.from_list(
         [
-            {"prompt": decomposer_messages(r["context"], r["question"], args.instruction), **{k: r[k] for k in keep}}
+            {
+                "prompt": decomposer_messages(r["context"], r["question"], args.instruction),
+                **{k: r[k] for k in keep},
+                "solution": r["answer"],
+            }
             for r in rows
         ]
     )

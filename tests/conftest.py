@@ -82,3 +82,30 @@ def tiny_decomposer(tmp_path_factory):
     ]
     assert main(argv) == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def reward_batch(test_rows):
+    """Five completions for one depth-3 problem, as TRL hands them to a reward: texts, token ids (EOS = 1) and
+    the dataset columns, one entry per completion."""
+    import json
+
+    from rlrefine.format import render
+
+    depth = 3
+    row = next(r for r in test_rows if r["depth"] == depth and r["domain"] == "marbles")
+    chain = json.loads(row["graph"])["chain"]
+    unit = json.loads(row["graph"])["unit"]
+    q = lambda e: f"How many {unit} does {e} have ?"  # noqa: E731
+    completions = [
+        render(row["subquestions"]),  # oracle: right for hops=1
+        render([q(chain[2])]),  # merged: right for hops=2 only
+        render([q(chain[2]), q(chain[1])]),  # misordered
+        "Q1: Q1: Q1:",  # garbage
+        render(row["subquestions"]),  # oracle again but cut at the length cap
+    ]
+    ids = [[5, 6, 1], [5, 1], [5, 6, 1], [7, 1], [5, 6, 6]]
+    columns = {
+        k: [row[k]] * len(completions) for k in ("id", "context", "question", "answer", "metric", "graph", "domain")
+    }
+    return completions, ids, columns

@@ -1,10 +1,7 @@
 """Each built-in reward as a pure function on hand-made completions, and every way to name a plugin."""
 
-import json
-
 import pytest
 
-from rlrefine.format import render
 from rlrefine.registry import build
 
 
@@ -17,27 +14,8 @@ def resolve(name, tokenizer=None, **settings):
     return build("reward", {"name": name, **settings}, tokenizer=tokenizer)
 
 
-def _batch(test_rows, depth=3):
-    row = next(r for r in test_rows if r["depth"] == depth and r["domain"] == "marbles")
-    chain = json.loads(row["graph"])["chain"]
-    unit = json.loads(row["graph"])["unit"]
-    q = lambda e: f"How many {unit} does {e} have ?"  # noqa: E731
-    completions = [
-        render(row["subquestions"]),  # oracle: right for hops=1
-        render([q(chain[2])]),  # merged: right for hops=2 only
-        render([q(chain[2]), q(chain[1])]),  # misordered
-        "Q1: Q1: Q1:",  # garbage
-        render(row["subquestions"]),  # oracle again but cut at the length cap
-    ]
-    ids = [[5, 6, 1], [5, 1], [5, 6, 1], [7, 1], [5, 6, 6]]
-    columns = {
-        k: [row[k]] * len(completions) for k in ("id", "context", "question", "answer", "metric", "graph", "domain")
-    }
-    return completions, ids, columns
-
-
-def test_solver_correctness(test_rows):
-    completions, ids, columns = _batch(test_rows)
+def test_solver_correctness(reward_batch):
+    completions, ids, columns = reward_batch
     logged = {}
     reward = resolve("solver", tokenizer=Tok(), solver="hops=1", subquestion_cost=0.05)
     out = reward([None] * 5, completions, ids, log_metric=logged.__setitem__, **columns)
@@ -47,23 +25,23 @@ def test_solver_correctness(test_rows):
     assert two[:2] == [1.0, 1.0] and reward.__name__ == "solver[hops=1]"
 
 
-def test_solver_failure_gives_none(test_rows):
-    completions, ids, columns = _batch(test_rows)
-    columns["graph"] = [""] * len(completions)  # a symbolic solver cannot work without the graph: it raises
+def test_solver_failure_gives_none(reward_batch):
+    completions, ids, columns = reward_batch
+    columns = {**columns, "graph": [""] * len(completions)}  # a symbolic solver cannot work without the graph: it raises
     logged = {}
     out = resolve("solver", solver="hops=1")(None, completions, ids, log_metric=logged.__setitem__, **columns)
     assert out == [None] * 5 and logged["solver[hops=1]/errors"] == 5.0
 
 
-def test_partial_and_multi_solver(test_rows):
-    completions, ids, columns = _batch(test_rows)
+def test_partial_and_multi_solver(reward_batch):
+    completions, ids, columns = reward_batch
     assert resolve("partial", solver="hops=1")(None, completions, ids, **columns) == [1.0, 0.0, 0.5, 0.0, 1.0]
     multi = resolve("multi_solver", solvers=["hops=1", "hops=2"])(None, completions, ids, **columns)
     assert multi[:3] == [1.0, 0.5, 0.5]
 
 
-def test_shape_rewards(test_rows):
-    completions, ids, _ = _batch(test_rows)
+def test_shape_rewards(reward_batch):
+    completions, ids, _ = reward_batch
     assert resolve("format")(None, completions) == [1.0, 1.0, 1.0, 0.0, 1.0]
     assert resolve("cost", per_subquestion=0.1)(None, completions) == pytest.approx([-0.2, -0.1, -0.2, -0.1, -0.2])
     assert resolve("token_cost", per_token=0.5)(None, completions, ids) == [-1.5, -1.0, -1.5, -1.0, -1.5]
@@ -125,8 +103,8 @@ def test_a_broken_plugin_file_is_one_line_and_is_loaded_afresh_once_fixed(tmp_pa
     assert resolve(f"{plugin}:short")(None, ["x"]) == [1.0]
 
 
-def test_solver_reward_takes_a_mapping_spec(test_rows, tiny_model_dir):
-    completions, ids, columns = _batch(test_rows)
+def test_solver_reward_takes_a_mapping_spec(reward_batch, tiny_model_dir):
+    completions, ids, columns = reward_batch
     spec = {"backend": "hf", "model": str(tiny_model_dir), "dtype": "float32", "device": "cpu", "max_tokens": 4}
     reward = resolve("solver", solver=spec)
     assert reward.__name__ == f"solver[hf:{tiny_model_dir}]"
