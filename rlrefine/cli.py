@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from rlrefine.config import UsageError, early_option, parse_config
 
@@ -25,6 +26,7 @@ COMMANDS = {
 class WorldArgs:
     out: str = field(default="data/world", metadata={"help": "folder for DatasetDict.save_to_disk"})
     preset: str = field(default="default", metadata={"help": "default, small, hard, deep, shallow"})
+    jsonl: bool = field(default=False, metadata={"help": "write OUT/{train,validation,test}.jsonl (editable files)"})
 
 
 def world_main(argv: list[str] | None = None) -> None:
@@ -35,7 +37,11 @@ def world_main(argv: list[str] | None = None) -> None:
         raise UsageError(f"unknown world preset {preset!r}; valid: {', '.join(PRESETS)}")
     args, cfg = parse_config([WorldArgs, WorldConfig], argv, "rlrefine world", defaults=PRESETS[preset])
     generated = generate(world_config("default", **vars(cfg)))
-    generated.save_to_disk(args.out)
+    if args.jsonl:  # the JSONL schema of rlrefine.data: a starting point for your own problems
+        for split, ds in generated.items():
+            ds.to_json(Path(args.out) / f"{split}.jsonl", lines=True)
+    else:
+        generated.save_to_disk(args.out)
     print(f"saved {', '.join(f'{k}={len(v)}' for k, v in generated.items())} to {args.out}")
 
 

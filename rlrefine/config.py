@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 import yaml
@@ -174,3 +174,55 @@ def run_config(argv: list[str], args: PipelineArgs, trl_args, model_args) -> dic
     for given in (trl_args.to_dict(), asdict(model_args)):
         config.update({k: v for k, v in given.items() if k in chosen and k not in config and k != "output_dir"})
     return config
+
+
+def _defaults(algorithm: str) -> dict:
+    """Every setting's value when nothing chose it: the dataclasses' defaults, then ours."""
+    from trl import ModelConfig
+
+    values = {}
+    for cls in (PipelineArgs, trl_config_class(algorithm), ModelConfig):
+        for f in fields(cls):
+            values[f.name] = f.default if f.default is not MISSING else None
+    return {**values, **defaults_for(algorithm)}
+
+
+def changed_settings(saved: dict, argv: list[str], args: PipelineArgs, trl_args, model_args) -> list[str]:
+    """The settings of this launch that differ from a run folder's ``config.yaml`` (a resume must not change what
+    is trained, or the folder would describe models it does not hold)."""
+    now = {**trl_args.to_dict(), **asdict(model_args), **asdict(args)}
+    defaults = _defaults(args.algorithm)
+    chosen = set(saved) | set(run_config(argv, args, trl_args, model_args))
+
+    def plain(value):  # as YAML writes and reads it back: tuples as lists, enums as their values
+        return yaml.safe_load(yaml.safe_dump(value))
+
+    return sorted(k for k in chosen if plain(saved.get(k, defaults.get(k))) != plain(now.get(k)))
+
+
+def preflight(args: PipelineArgs) -> None:
+    """Everything a run will use, resolved against the data it will meet before any work starts: an unknown eval
+    solver or a symbolic solver on GSM8K fails in seconds, not after SFT and RL."""
+    from trl import SFTConfig
+
+    from rlrefine.data import load_splits, require
+    from rlrefine.distill import DECOMPOSER_VARIANTS
+    from rlrefine.registry import check
+    from rlrefine.solvers import DEFAULT_SOLVERS, shared_solver
+
+    unknown = sorted(set(args.sft) - set(SFTConfig.__dataclass_fields__))
+    if unknown:
+        raise UsageError(f"unknown sft setting(s): {', '.join(unknown)}")
+    if args.sft_variant not in DECOMPOSER_VARIANTS:
+        raise UsageError(f"unknown sft_variant {args.sft_variant!r}; valid: {', '.join(DECOMPOSER_VARIANTS)}")
+    splits = load_splits(args.data)
+    for split in ("train", args.eval_split):
+        if split not in splits:
+            raise UsageError(f"dataset {args.data!r} has no split {split!r}; it has: {', '.join(splits)}")
+    rows = list(splits[args.eval_split].select(range(min(50, len(splits[args.eval_split])))))
+    require(f"decomposer {args.teacher!r}", check("decomposer", args.teacher), rows, repr(args.data))
+    solvers = list(dict.fromkeys([args.train_solver, *(args.eval_solvers or DEFAULT_SOLVERS)]))
+    for spec in solvers:  # every name first, before any model loads
+        require(f"solver {spec!r}", check("solver", spec), rows, repr(args.data))
+    for spec in solvers:  # built once: the rewards and the evaluation use these
+        require(f"solver {spec!r}", getattr(shared_solver(spec), "requires", ()), rows, repr(args.data))

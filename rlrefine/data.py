@@ -1,13 +1,16 @@
 """Datasets by name or path, checked for the columns the pipeline needs.
 
-``world`` (and ``world:<preset>``) is generated on the fly, deterministically; a folder written by
-``save_to_disk`` or a JSONL file (schema below) is read with ``datasets``. Real datasets (GSM8K, DROP,
-Bamboogle) come in through the same schema.
+``world`` (and ``world:<preset>``) is generated on the fly, deterministically. Your own problems come as JSONL
+(schema below): a folder of one file per split (``DIR/train.jsonl``, ``DIR/validation.jsonl``, ``DIR/test.jsonl``),
+a mapping of split to file (``{train: a.jsonl, test: b.jsonl}``, in a config or as a YAML string on the command
+line), or one file (the ``test`` split). A folder written by ``save_to_disk`` works too. Real datasets (GSM8K,
+DROP, Bamboogle) come in through the same schema.
 
 JSONL schema, one problem per line: ``question`` and ``answer`` (required); ``context`` (text the solver
 sees, may be empty), ``id``, ``subquestions`` (gold decomposition, list of strings), ``metric`` (one of
 ``grading.METRICS``, default ``numeric``), ``domain``. A row without a required field (absent, null or blank)
-fails naming the row and the field. For example::
+fails naming the file, line and field, as do an answer that is not a number under the ``numeric`` metric, an
+unknown metric, a repeated id, a line that is not JSON and an empty file. For example::
 
     {"id": "q1", "context": "Ada has 3 apples .", "question": "How many apples does Ada have ?", "answer": "3"}
     {"id": "q2", "question": "Who was president when the Eiffel Tower opened?", "answer": "Sadi Carnot", "metric": "acc"}
@@ -18,21 +21,27 @@ Real datasets by name (``rlrefine.datasets_real``): ``gsm8k`` (local files or th
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from datasets import Dataset, DatasetDict, Value, load_dataset, load_from_disk
+from datasets import Dataset, DatasetDict, Value, load_from_disk
 
 from rlrefine.datasets_real import REAL_DATASETS, load_real, require_fields
 from rlrefine.grading import METRICS
+from rlrefine.types import UsageError
 from rlrefine.world import PRESETS, generate, world_config
 
 REQUIRED = ("question", "answer")
 DATASET_HELP = (
     f"'world', 'world:<preset>' (presets: {', '.join(PRESETS)}), 'gsm8k[:socratic][:DIR]', 'drop[:PATH]', "
-    "'bamboogle[:PATH]', a save_to_disk folder, or a .jsonl file"
+    "'bamboogle[:PATH]', a folder of SPLIT.jsonl files, a mapping {train: FILE.jsonl, test: FILE.jsonl}, "
+    "a .jsonl file (the test split), or a save_to_disk folder"
 )
+_NUMBER = re.compile(r"^[-+]?(\d[\d,]*)?\.?\d+$")
 
 
 OPTIONAL = {"context": "", "subquestions": [], "metric": "numeric", "domain": "", "graph": "", "depth": 0}
@@ -65,18 +74,74 @@ def _complete(ds: Dataset, source: str) -> Dataset:
     return ds
 
 
-def load_splits(data: str) -> DatasetDict:
-    """All splits of a dataset given by name or path."""
-    name, _, preset = data.partition(":")
-    if name == "world":
+def read_jsonl(path: str | os.PathLike) -> Dataset:
+    """A JSONL file of problems, every line checked before any work: the first bad one is one line naming the file,
+    the line and the field."""
+    path, rows, seen = Path(path), [], {}
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path} line {n}"
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            raise UsageError(f"{where}: not valid JSON ({exc})") from None
+        if not isinstance(row, dict):
+            raise UsageError(f"{where}: expected a JSON object, got {type(row).__name__}")
+        for field in REQUIRED:
+            if row.get(field) is None or (isinstance(row[field], str) and not row[field].strip()):
+                raise UsageError(f"{where}: missing field {field!r}")
+        metric = row.get("metric") or "numeric"
+        if metric not in METRICS:
+            raise UsageError(f"{where}: unknown metric {metric!r} in field 'metric'; valid: {', '.join(METRICS)}")
+        row["answer"] = str(row["answer"])
+        if metric == "numeric" and not _NUMBER.match(row["answer"].strip()):
+            raise UsageError(
+                f"{where}: field 'answer' is {row['answer']!r}, not a number, under the numeric metric "
+                '(give the number, or set "metric" to em, f1 or acc)'
+            )
+        if row.get("id") is not None:
+            row["id"] = str(row["id"])
+            if row["id"] in seen:
+                raise UsageError(f"{where}: id {row['id']!r} repeats line {seen[row['id']]}; ids must be unique")
+            seen[row["id"]] = n
+        rows.append(row)
+    if not rows:
+        raise UsageError(f"{path}: no problems in it (the file is empty)")
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    return Dataset.from_dict({c: [row.get(c) for row in rows] for c in columns})
+
+
+def _files(data: str | Mapping) -> dict[str, Path] | None:
+    """Split files the user named: a mapping (or its YAML text), a folder of SPLIT.jsonl, or one file (test)."""
+    if isinstance(data, str) and data.lstrip().startswith("{"):
+        import yaml
+
+        data = yaml.safe_load(data)
+    if isinstance(data, Mapping):
+        return {str(split): Path(str(file)) for split, file in data.items()}
+    if data.endswith((".jsonl", ".json")) and Path(data).is_file():
+        return {"test": Path(data)}
+    if os.path.isdir(data) and not Path(data, "dataset_dict.json").exists():
+        return {f.stem: f for f in sorted(Path(data).glob("*.jsonl"))} or None
+    return None
+
+
+def load_splits(data: str | Mapping) -> DatasetDict:
+    """All splits of a dataset given by name, path or a mapping of split files."""
+    files = _files(data)
+    name, _, preset = data.partition(":") if isinstance(data, str) else ("", "", "")
+    if files:
+        loaded = DatasetDict({split: read_jsonl(file) for split, file in files.items()})
+    elif name == "world":
         return generate(world_config(preset or "default"))
-    if name in REAL_DATASETS:  # gsm8k, gsm8k:socratic, drop, bamboogle: rlrefine.datasets_real
+    elif name in REAL_DATASETS:  # gsm8k, gsm8k:socratic, drop, bamboogle: rlrefine.datasets_real
         loaded = load_real(data)
     elif os.path.isdir(data):
         loaded = load_from_disk(data)
         loaded = loaded if isinstance(loaded, DatasetDict) else DatasetDict({"test": loaded})
-    elif data.endswith((".jsonl", ".json")) and Path(data).is_file():
-        loaded = DatasetDict({"test": load_dataset("json", data_files=data, split="train")})
     else:
         raise ValueError(f"unknown dataset {data!r}; valid: {DATASET_HELP}")
     return DatasetDict({split: _complete(ds, f"{data} [{split}]") for split, ds in loaded.items()})
@@ -93,3 +158,15 @@ def load_split(data: str, split: str = "test", limit: int | None = None, domain:
             raise ValueError(f"dataset {data!r} has no domain {domain!r}; valid: {', '.join(domains)}")
         ds = ds.filter(lambda r: r["domain"] == domain)
     return ds if limit is None else ds.select(range(min(limit, len(ds))))
+
+
+def require(what: str, requires: Sequence[str], rows: Sequence[Mapping], source: str) -> None:
+    """Refuse, in one line, a solver or decomposer on rows that lack what it reads (symbolic solvers and the flawed
+    teacher read the world's gold ``graph``): better than a matrix of 0.000 cells whose every row failed."""
+    sample = rows[:50]
+    missing = [c for c in requires if not any(row.get(c) for row in sample)]
+    if missing:
+        raise UsageError(
+            f"{what} needs world problems (a {missing[0]!r} column); {source} has none: use a model (hf:, vllm:, "
+            "openai:) or a plugin that reads the text"
+        )

@@ -22,10 +22,12 @@ from pathlib import Path
 import yaml
 
 from rlrefine.atomic import write_json, write_text
+from rlrefine.data import require
 from rlrefine.decomposers import Decomposer, make_decomposer
 from rlrefine.format import parse
 from rlrefine.grading import grade
 from rlrefine.pipeline import decompose, solve_and_grade
+from rlrefine.registry import check
 from rlrefine.solvers import DEFAULT_SOLVERS, Solver, make_solver
 
 # USD per 1M tokens (input, output). Teacher and solver at GPT-3.5-turbo list price, as in the paper's cost
@@ -46,7 +48,8 @@ def _safe(name: str) -> str:
 def cache_name(model: Decomposer | Solver) -> str:
     """File stem of a decomposer's or solver's cache: its name plus what identifies the exact model behind it
     (two solvers can share a name: a retrained folder, two endpoints labelled alike)."""
-    identity = f"{type(model).__name__}|{model.name}|{getattr(model, 'version', '')}"
+    kind = type(getattr(model, "inner", model)).__name__  # a memoised solver is its inner one
+    identity = f"{kind}|{model.name}|{getattr(model, 'version', '')}"
     return f"{_safe(model.name)}-{hashlib.sha256(identity.encode()).hexdigest()[:8]}"
 
 
@@ -84,6 +87,7 @@ def summarize(rows: Sequence[Mapping], decomposed, parsed, records, decomposer, 
         "n": n,
         "accuracy": sum(scored) / n if n else 0.0,
         "errors": n - len(scored),
+        "first_error": next((r["error"] for r in records if r["error"]), None),
         "mean_subquestions": sum(p.count for p in parsed) / max(n, 1),
         "valid_format": sum(p.valid for p in parsed) / max(n, 1),
         "oracle_match": sum(p.subquestions == tuple(r["subquestions"]) for p, r in zip(parsed, rows)) / n
@@ -115,9 +119,15 @@ def evaluate(
 ) -> dict:
     """Evaluate every cell; with ``out``, cache and resume, and write results.json and results.md there."""
     prices = {**DEFAULT_PRICES, **(prices or {})}
+    rows = list(rows)
+    for kind, specs in (("decomposer", decomposers), ("solver", solvers)):  # before any model loads
+        for spec in specs:
+            needs = check(kind, spec) if isinstance(spec, (str, Mapping)) else getattr(spec, "requires", ())
+            require(f"{kind} {spec if isinstance(spec, str) else spec.name!r}", needs, rows, "the evaluated data")
     decomposers = [make_decomposer(d) for d in decomposers]  # resolve all names before any work
     solvers = [make_solver(s) for s in solvers]
-    rows = list(rows)
+    for solver in solvers:  # what only the built solver knows (a model solver that calculates over world stories)
+        require(f"solver {solver.name!r}", getattr(solver, "requires", ()), rows, "the evaluated data")
     key = rows_key(rows)
     out = Path(out) if out else None
     cells, timings = [], {}
@@ -222,6 +232,12 @@ def report(results: Mapping) -> str:
             f"{c['mean_subquestions']:.2f} | {c['valid_format']:.2f} | {t['decomposer_in']}/{t['decomposer_out']} | "
             f"{t['solver_in']}/{t['solver_out']} | {c['cost_usd_per_1k']:.4f} |"
         )
+    failed = [c for c in cells if c["errors"]]
+    if failed:  # accuracy counts a failed problem as wrong: say how many failed, and why
+        lines += ["", "Failures (counted as wrong in accuracy):", ""]
+        lines += [
+            f"- {c['decomposer']} x {c['solver']}: {c['errors']} of {c['n']}, first: {c['first_error']}" for c in failed
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -220,6 +220,21 @@ def _params(func: object) -> dict[str, inspect.Parameter]:
 def call(where: str, func, settings: dict, **context) -> object:
     """``func(**settings)`` with the settings checked against its signature; ``context`` values (a policy's
     ``tokenizer``) are passed only to a function that asks for them by name."""
+    return func(**_checked(where, func, settings, context))
+
+
+def check(kind: str, spec: str | Mapping) -> tuple[str, ...]:
+    """Resolve a spec and check its settings without building it (no model loads); returns the dataset columns
+    it requires (``requires``, e.g. the world's ``graph``)."""
+    name, settings = parse(kind, spec)
+    settings.pop("label", None)
+    obj = find(kind, name)
+    if not _IS[kind](obj):
+        _checked(f"{kind} {name!r}", obj, settings, {})
+    return tuple(getattr(obj, "requires", ()))
+
+
+def _checked(where: str, func, settings: dict, context: dict) -> dict:
     params = _params(func)
     settings = dict(settings)
     if "" in settings:
@@ -233,10 +248,12 @@ def call(where: str, func, settings: dict, **context) -> object:
     for key, value in settings.items():
         settings[key] = _typed(where, key, value, params.get(key))
     settings.update({k: v for k, v in context.items() if k in params and k not in settings})
-    missing = [n for n, p in params.items() if p.default is p.empty and p.kind == p.POSITIONAL_OR_KEYWORD]
-    if missing := [n for n in missing if n not in settings]:
+    required = [
+        n for n, p in params.items() if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
+    if missing := [n for n in required if n not in settings]:
         raise ValueError(f"{where}: missing setting(s) {', '.join(missing)}")
-    return func(**settings)
+    return settings
 
 
 def _typed(where: str, key: str, value: object, param: inspect.Parameter | None) -> object:

@@ -145,6 +145,7 @@ def refine(args: PipelineArgs, trl_args, model_args, start: Path, run: Path) -> 
     trl_args.output_dir = str(work)
     trainer_class = {"grpo": GRPOTrainer, "rloo": RLOOTrainer}[args.algorithm]
     dtype = model_args.dtype if model_args.dtype not in (None, "auto") else "float32"
+    budget = TimeBudget(args.rl_minutes)
     trainer = trainer_class(
         model=AutoModelForCausalLM.from_pretrained(str(start), dtype=dtype),
         peft_config=get_peft_config(model_args),
@@ -152,7 +153,7 @@ def refine(args: PipelineArgs, trl_args, model_args, start: Path, run: Path) -> 
         args=trl_args,
         train_dataset=train_dataset(args),
         processing_class=tokenizer,
-        callbacks=[TimeBudget(args.rl_minutes)],
+        callbacks=[budget],
     )
     resumed = last_checkpoint(work) if args.resume else None
     began = time.perf_counter()
@@ -162,12 +163,13 @@ def refine(args: PipelineArgs, trl_args, model_args, start: Path, run: Path) -> 
     facts = {
         "algorithm": args.algorithm,
         "steps": trainer.state.global_step,
-        "rl_minutes": seconds / 60,
+        "rl_minutes": budget.seconds() / 60,  # every launch's, up to the checkpoint each resumed from
+        "launch_minutes": seconds / 60,
         "num_processes": trainer.accelerator.num_processes,
         "resumed_from": resumed,
         "rewards": args.rewards,
         "reward_seconds": reward_seconds,
-        "reward_share": sum(reward_seconds.values()) / max(seconds, 1e-9),  # of this process's RL wall clock
+        "reward_share": sum(reward_seconds.values()) / max(seconds, 1e-9),  # of this launch's RL wall clock
         "nonfinite_rewards": {f.__name__: f.nonfinite for f in funcs},
     }
     card = (

@@ -18,19 +18,33 @@ from pathlib import Path
 
 import yaml
 
-from rlrefine.config import PipelineArgs, UsageError, parse, run_config
+from rlrefine.config import PipelineArgs, UsageError, changed_settings, parse, preflight, run_config
+
+
+def same_run(argv: list[str], args: PipelineArgs, trl_args, model_args) -> None:
+    """A resume must not change the settings: the run folder's config.yaml describes the models it holds."""
+    saved = Path(args.run_dir, "config.yaml")
+    if args.resume and saved.is_file():
+        differ = changed_settings(yaml.safe_load(saved.read_text()) or {}, argv, args, trl_args, model_args)
+        if differ:
+            raise UsageError(
+                f"--resume with other settings than {saved}: {', '.join(differ)}; resume with the same settings "
+                f"(--config {saved} --resume) or start a new run (--run_dir NEW, or --overwrite)"
+            )
 
 
 def prepare_run_dir(argv: list[str], args: PipelineArgs, trl_args, model_args) -> Path:
-    """The run folder, with the settings that repeat the run in ``config.yaml``."""
+    """The run folder, with the settings that repeat the run in ``config.yaml`` (kept as it is on a resume)."""
     from rlrefine.atomic import write_text
 
     run = Path(args.run_dir)
-    if run.exists() and any(run.iterdir()):
-        if args.overwrite:
-            shutil.rmtree(run)
-        elif not args.resume:
-            raise UsageError(f"{run} already holds a run; pass --resume to continue it or --overwrite to start over")
+    began = run.exists() and any(p.name != "config.yaml" for p in run.iterdir())  # config alone: nothing was done
+    if began and args.overwrite:
+        shutil.rmtree(run)
+    elif began and not args.resume:
+        raise UsageError(f"{run} already holds a run; pass --resume to continue it or --overwrite to start over")
+    elif began and (run / "config.yaml").is_file():
+        return run
     run.mkdir(parents=True, exist_ok=True)
     write_text(run / "config.yaml", yaml.safe_dump(run_config(argv, args, trl_args, model_args), sort_keys=False))
     return run
@@ -50,9 +64,6 @@ def sft_stage(args: PipelineArgs, model_args, run: Path, seed: int) -> Path:
     settings = {**TINY_DEFAULTS, "seed": seed, **args.sft, "output_dir": str(out)}
     settings.pop("model_name_or_path")
     model_args = dataclasses.replace(model_args, model_name_or_path=args.base_model)  # LoRA etc. as configured
-    unknown = sorted(set(settings) - set(SFTConfig.__dataclass_fields__))
-    if unknown:
-        raise UsageError(f"unknown sft setting(s): {', '.join(unknown)}")
     script = SFTArgs(
         variant=args.sft_variant,
         data=args.data,
@@ -98,7 +109,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args, trl_args, model_args = parse(argv)
-    build_rewards(args.rewards, args.train_solver)  # unknown rewards, settings and solvers fail now, before any work
+    same_run(argv, args, trl_args, model_args)  # a resume continues the run its folder describes, or nothing
+    build_rewards(args.rewards, args.train_solver)  # every reward, setting and solver resolved now, before any work
+    preflight(args)  # the dataset, its splits, the teacher and every eval solver, against the data they will meet
     state = PartialState(cpu=trl_args.use_cpu)
     run = prepare_run_dir(argv, args, trl_args, model_args) if state.is_main_process else Path(args.run_dir)
     state.wait_for_everyone()

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from accelerate import PartialState
 from transformers import TrainerCallback
+from transformers.trainer_callback import ExportableState
 
 from rlrefine.atomic import write_json, write_text
 from rlrefine.types import UsageError
@@ -26,14 +27,30 @@ TRAINER_DEFAULTS = {
 }
 
 
-class TimeBudget(TrainerCallback):
-    """Stop training after a wall-clock budget: equal-time comparisons and hard limits on slow machines."""
+class TimeBudget(TrainerCallback, ExportableState):
+    """Stop training after a wall-clock budget: equal-time comparisons and hard limits on slow machines.
 
-    def __init__(self, minutes: float | None) -> None:
-        self.deadline = None if minutes is None else time.monotonic() + 60 * minutes
+    The budget holds across kills: the seconds spent up to a checkpoint are saved in it (``trainer_state.json``) and
+    a run resumed from it starts with them spent. Time after the last checkpoint is lost with the work it did."""
+
+    def __init__(self, minutes: float | None = None) -> None:
+        self.minutes, self.spent, self.began = minutes, 0.0, None
+
+    def seconds(self) -> float:
+        """Training seconds so far, earlier launches included."""
+        return self.spent + (0.0 if self.began is None else time.monotonic() - self.began)
+
+    def state(self) -> dict:
+        return {"args": {"minutes": self.minutes}, "attributes": {"spent": self.seconds()}}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        saved = state.stateful_callbacks.get(type(self).__name__)  # a resumed run's state is its checkpoint's
+        self.spent = float(saved.get("attributes", {}).get("spent", 0.0)) if isinstance(saved, dict) else 0.0
+        self.began = time.monotonic()
+        return control
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.deadline is not None and time.monotonic() > self.deadline:
+        if self.minutes is not None and self.seconds() > 60 * self.minutes:
             control.should_training_stop = True
         return control
 

@@ -109,3 +109,28 @@ def reward_batch(test_rows):
         k: [row[k]] * len(completions) for k in ("id", "context", "question", "answer", "metric", "graph", "domain")
     }
     return completions, ids, columns
+
+
+@pytest.fixture(scope="session")
+def kill_at_checkpoint():
+    """Run a training command in its own process group until it has written a complete checkpoint into ``work``,
+    then SIGKILL it (a real kill, not an exception); returns that checkpoint's path."""
+    import signal
+    import subprocess
+    import time
+    from pathlib import Path
+
+    from rlrefine.trainers import last_checkpoint
+
+    def run(cmd: list[str], work: Path, deadline: float = 240) -> Path:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        stop = time.monotonic() + deadline
+        while last_checkpoint(work) is None and time.monotonic() < stop and proc.poll() is None:
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        found = last_checkpoint(work)
+        assert found is not None, "no complete checkpoint before the deadline: nothing to resume from"
+        return Path(found)
+
+    return run

@@ -86,10 +86,10 @@ def test_custom_jsonl_row_missing_a_field_names_row_and_field(tmp_path):
             {"id": "c", "question": "And now ?"},
         ],
     )
-    with pytest.raises(ValueError, match=r"row 2 \(id 'c'\) is missing field 'answer'"):
+    with pytest.raises(ValueError, match=r"custom.jsonl line 3: missing field 'answer'$"):
         load_split(str(path))
     _write(path, [{"id": "a", "question": "  ", "answer": 0}])
-    with pytest.raises(ValueError, match=r"row 0 \(id 'a'\) is missing field 'question'"):
+    with pytest.raises(ValueError, match=r"custom.jsonl line 1: missing field 'question'$"):
         load_split(str(path))
 
 
@@ -160,5 +160,5 @@ def test_jsonl_rows_are_completed_to_one_schema(tmp_path):
 
 def test_duplicate_ids_fail_naming_the_id(tmp_path):
     rows = [{"id": "x", "question": "a ?", "answer": "1"}, {"id": "x", "question": "b ?", "answer": "2"}]
-    with pytest.raises(ValueError, match="id 'x' appears more than once"):
+    with pytest.raises(ValueError, match="dup.jsonl line 2: id 'x' repeats line 1; ids must be unique"):
         load_split(str(_write(tmp_path / "dup.jsonl", rows)))

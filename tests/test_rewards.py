@@ -27,7 +27,10 @@ def test_solver_correctness(reward_batch):
 
 def test_solver_failure_gives_none(reward_batch):
     completions, ids, columns = reward_batch
-    columns = {**columns, "graph": [""] * len(completions)}  # a symbolic solver cannot work without the graph: it raises
+    columns = {
+        **columns,
+        "graph": [""] * len(completions),
+    }  # a symbolic solver cannot work without the graph: it raises
     logged = {}
     out = resolve("solver", solver="hops=1")(None, completions, ids, log_metric=logged.__setitem__, **columns)
     assert out == [None] * 5 and logged["solver[hops=1]/errors"] == 5.0

@@ -2,11 +2,9 @@
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +12,6 @@ import torch
 from safetensors.torch import load_file
 
 from rlrefine.train import main, parse
-from rlrefine.trainers import last_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_RL = [
@@ -158,24 +155,16 @@ def test_config_errors(tmp_path):
 
 
 def test_existing_run_needs_resume_or_overwrite(tmp_path):
-    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "sft.work").mkdir(parents=True)  # a run that began
     (tmp_path / "run" / "config.yaml").write_text("x: 1\n")
-    with pytest.raises(ValueError, match="already holds a run; pass --resume"):
-        main(["--run_dir", str(tmp_path / "run"), "--max_steps", "1"])
-
-
-def _run_until_checkpoint(cmd, work: Path, env=None) -> None:
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env)
-    deadline = time.monotonic() + 240
-    while last_checkpoint(work) is None and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert last_checkpoint(work) is not None, "no complete checkpoint before the deadline: nothing to resume from"
+    with pytest.raises(ValueError, match="already holds a run; pass --resume"):  # tiny settings, should it not fail
+        main(
+            ["--run_dir", str(tmp_path / "run"), "--data", "world:small", "--max_steps", "1", "--sft", "{max_steps: 1}"]
+        )
 
 
 @pytest.mark.slow
-def test_killed_rl_run_resumes(tiny_decomposer, tmp_path):
+def test_killed_rl_run_resumes(tiny_decomposer, tmp_path, kill_at_checkpoint):
     run = tmp_path / "run"
     cmd = [
         sys.executable,
@@ -188,14 +177,13 @@ def test_killed_rl_run_resumes(tiny_decomposer, tmp_path):
         "2",
         *TINY_RL,
     ]
-    _run_until_checkpoint([*cmd, "--max_steps", "500"], run / "rl.work")
-    checkpoint = Path(last_checkpoint(run / "rl.work"))
-    done = subprocess.run(
-        [*cmd, "--resume", "--max_steps", str(int(checkpoint.name.split("-")[1]) + 2)], capture_output=True, text=True
-    )
+    cmd += ["--max_steps", "8"]
+    checkpoint = kill_at_checkpoint(cmd, run / "rl.work")
+    done = subprocess.run([*cmd, "--resume"], capture_output=True, text=True)  # the same settings, continued
     assert done.returncode == 0, done.stderr[-3000:]
     facts = json.loads((run / "rl" / "eval.json").read_text())["training"]
     assert facts["resumed_from"].endswith(checkpoint.name) and (run / "results.json").exists()
+    assert facts["rl_minutes"] > facts["launch_minutes"]  # the killed launch's time up to its checkpoint counts
 
 
 @pytest.mark.slow

@@ -31,6 +31,7 @@ class FlawedTeacher:
     seed: int = 0
 
     price_key = "teacher"
+    requires = ("graph",)  # world problems only
 
     def __post_init__(self) -> None:
         """Named by the knobs that differ from the defaults (``teacher:merge=0.3``), however the spec spelled them."""

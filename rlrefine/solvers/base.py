@@ -38,6 +38,7 @@ class MemoSolver:
     def __init__(self, solver: Solver, size: int = 8192) -> None:
         self.inner, self.size = solver, size
         self.name, self.price_key, self.version = solver.name, solver.price_key, getattr(solver, "version", "")
+        self.requires = getattr(solver, "requires", ())
         self.memo: OrderedDict[tuple, SolveResult] = OrderedDict()
 
     def solve(self, rows, subquestions) -> list[SolveResult]:

@@ -47,6 +47,7 @@ class ModelSolver:
     ) -> None:
         self.engine, self.name, self.price_key = engine, name or engine.name, price_key
         self.instruction, self.calculator = instruction, calculator
+        self.requires = ("graph",) if calculator else ()  # the calculator reads a world story's quantities
         # what the eval cache keys on: another model, prompt or length limit must not hit old cells
         self.version = f"{engine.version}|{calculator}|{instruction!r}"
 

@@ -26,6 +26,7 @@ _WORD = re.compile(r"[A-Za-z]+")
 
 class SymbolicSolver:
     price_key = "solver"
+    requires = ("graph",)  # world problems only
 
     def __init__(self, hops: int = 1, noise: float = 0.0, memory: int | None = None, seed: int = 0) -> None:
         if hops < 0 or not 0.0 <= noise <= 1.0 or (memory is not None and memory < 0):
@@ -43,10 +44,9 @@ class SymbolicSolver:
         return [self._solve_one(row, list(sq)) for row, sq in zip(rows, subquestions)]
 
     def _solve_one(self, row: Mapping, subquestions: list[str]) -> SolveResult:
-        if not row.get("graph"):
-            raise ValueError(
-                f"symbolic solver {self.name} needs world problems (a 'graph' column); got row {row.get('id')}"
-            )
+        if not row.get("graph"):  # that problem fails, not the batch
+            error = f"ValueError: symbolic solver {self.name} needs world problems (a 'graph' column); row {row.get('id')} has none"
+            return SolveResult(answer=None, error=error)
         nodes = json.loads(row["graph"])["nodes"]
         given = {name: node["value"] for name, node in nodes.items() if node["parent"] is None}
         answered: list[tuple[str, int]] = []  # (entity, value) of its own sub-answers, oldest first

@@ -1,0 +1,176 @@
+"""Bad input is caught before work starts, through the CLI a user meets it in: one line, exit code 2, and no
+half-made run folder; your own JSONL trains and evaluates; a resume is the same run."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rlrefine.cli import main as cli
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = "--train_limit 16 --eval_limit 8 --eval_solvers hops=1 --pass_k 2 --per_device_train_batch_size 8"
+TINY += " --num_generations 4 --max_completion_length 24 --logging_steps 1"
+
+
+def _error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+@pytest.fixture(scope="session")
+def own_data(tmp_path_factory) -> Path:
+    """A user's problems as JSONL files, one per split (here exported from the small world)."""
+    out = tmp_path_factory.mktemp("mine") / "data"
+    assert cli(["world", "--preset", "small", "--jsonl", "--out", str(out)]) == 0
+    return out
+
+
+def _line(row: dict) -> str:
+    return json.dumps(row) + "\n"
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("", "no problems in it (the file is empty)"),
+        ("\n\n", "no problems in it (the file is empty)"),
+        ('{"question": "q ?", "answer": "4"}\n{oops\n', "line 2: not valid JSON"),
+        ('["q ?", "4"]\n', "line 1: expected a JSON object, got list"),
+        (_line({"question": "q ?"}), "line 1: missing field 'answer'"),
+        (_line({"question": "", "answer": 3}), "line 1: missing field 'question'"),
+        (_line({"question": "Capital?", "answer": "Paris"}), "line 1: field 'answer' is 'Paris', not a number"),
+        (_line({"question": "q", "answer": "4", "metric": "bleu"}), "line 1: unknown metric 'bleu' in field 'metric'"),
+        (
+            _line({"id": 1, "question": "a", "answer": 1}) + _line({"id": "1", "question": "b", "answer": 2}),
+            "line 2: id '1' repeats line 1",
+        ),
+    ],
+)
+def test_bad_rows_are_one_line_naming_file_line_and_field(tmp_path, capsys, content, message):
+    bad = tmp_path / "mine.jsonl"
+    bad.write_text(content)
+    assert cli(["eval", "--data", str(bad), "--solvers", "hops=1", "--out", str(tmp_path / "out")]) == 2
+    err = _error(capsys)
+    assert err.startswith(f"rlrefine eval: error: {bad}") and message in err
+
+
+def test_bad_row_messages(tmp_path):
+    from rlrefine.data import load_splits
+
+    bad = tmp_path / "mine.jsonl"
+    bad.write_text(_line({"question": "q ?", "answer": "4"}) + _line({"question": "Capital?", "answer": "Paris"}))
+    with pytest.raises(ValueError) as error:
+        load_splits(str(bad))
+    assert str(error.value) == (
+        f"{bad} line 2: field 'answer' is 'Paris', not a number, under the numeric metric "
+        '(give the number, or set "metric" to em, f1 or acc)'
+    )
+    bad.write_text(_line({"question": "Capital?", "answer": "Paris", "metric": "em"}))
+    assert load_splits(str(bad))["test"][0]["answer"] == "Paris"
+
+
+@pytest.mark.slow
+def test_own_jsonl_trains_and_evaluates_end_to_end(own_data, tmp_path):
+    from rlrefine.train import main
+
+    run = tmp_path / "run"
+    argv = ["--data", str(own_data), "--run_dir", str(run), "--sft", "{max_steps: 4}", "--max_steps", "2"]
+    results = main([*argv, *TINY.split()])
+    assert {c["decomposer"] for c in results["cells"]} == {"none", "oracle", "teacher", "sft", "rl-grpo"}
+    assert results["n"] == 8 and (run / "rl" / "config.json").exists()
+    mapping = f"{{train: {own_data / 'train.jsonl'}, test: {own_data / 'test.jsonl'}}}"
+    out = tmp_path / "eval"
+    assert cli(["eval", "--data", mapping, "--decomposers", "oracle", "--solvers", "hops=1", "--out", str(out)]) == 0
+    assert json.loads((out / "results.json").read_text())["cells"][0]["accuracy"] == 1.0
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--eval_solvers", "hops=1", "nueral"], "unknown solver 'nueral'; did you mean 'neural'?"),
+        (["--teacher", "techer"], "unknown decomposer 'techer'; did you mean 'teacher'?"),
+        (["--train_solver", "hops=x"], "solver 'symbolic': hops must be int, got 'x'"),
+        (["--eval_split", "dev"], "dataset 'world:small' has no split 'dev'; it has: train, validation, test"),
+        (["--sft", "{max_step: 3}"], "unknown sft setting(s): max_step"),
+        (["--sft_variant", "sd-x"], "unknown sft_variant 'sd-x'; valid: sd-t, sd-r, oracle"),
+        (["--rewards", "[{name: solver, weight: heavy}]"], "reward 'solver': weight must be a number, got 'heavy'"),
+    ],
+)
+def test_every_name_is_checked_before_any_work(tmp_path, capsys, flags, message):
+    run = tmp_path / "run"
+    assert cli(["train", "--data", "world:small", "--run_dir", str(run), *flags]) == 2
+    assert _error(capsys).startswith(f"rlrefine train: error: {message}")
+    assert not run.exists()  # nothing was made: the same command, fixed, just runs
+
+
+def test_world_solvers_refuse_data_without_a_world_at_start(tmp_path, capsys):
+    rows = [{"id": str(i), "question": f"What is {i} + 1 ?", "answer": str(i + 1)} for i in range(5)]
+    folder = tmp_path / "arith"
+    folder.mkdir()
+    for split in ("train", "test"):
+        (folder / f"{split}.jsonl").write_text("".join(_line(r) for r in rows))
+    run = tmp_path / "run"
+    assert cli(["train", "--data", str(folder), "--run_dir", str(run), "--teacher", "none"]) == 2
+    assert _error(capsys) == (
+        f"rlrefine train: error: solver 'hops=1' needs world problems (a 'graph' column); '{folder}' has none: "
+        "use a model (hf:, vllm:, openai:) or a plugin that reads the text"
+    )
+    assert not run.exists()
+    assert cli(["eval", "--data", str(folder / "test.jsonl"), "--out", str(tmp_path / "e")]) == 2
+    assert "decomposer 'teacher' needs world problems (a 'graph' column); the evaluated data has none" in _error(capsys)
+
+
+def test_failed_cells_carry_their_count_and_first_error(test_rows, tmp_path):
+    from rlrefine.evaluate import evaluate
+
+    rows = [dict(r) for r in test_rows[:10]]
+    for row in rows[3:6]:
+        row["graph"] = ""  # the symbolic solver cannot read these three
+    results = evaluate(rows, ["oracle"], ["hops=1"], out=tmp_path)
+    (cell,) = results["cells"]
+    assert cell["errors"] == 3 and cell["first_error"].startswith("ValueError: symbolic solver hops=1 needs world")
+    assert f"- oracle x hops=1: 3 of 10, first: {cell['first_error']}" in (tmp_path / "results.md").read_text()
+
+
+def test_resume_with_other_settings_is_refused_naming_them(tmp_path, capsys):
+    from rlrefine.config import parse
+    from rlrefine.train import prepare_run_dir, same_run
+
+    run = tmp_path / "run"
+    argv = ["--data", "world:small", "--run_dir", str(run), "--learning_rate", "0.001"]
+    prepare_run_dir(argv, *parse(argv))
+    (run / "rl.work").mkdir()  # the run began
+    config = (run / "config.yaml").read_text()
+    changed = [*argv[:-1], "0.002", "--loss_type", "grpo", "--resume"]
+    assert cli(["train", *changed]) == 2
+    assert _error(capsys) == (
+        f"rlrefine train: error: --resume with other settings than {run / 'config.yaml'}: learning_rate, loss_type; "
+        f"resume with the same settings (--config {run / 'config.yaml'} --resume) or start a new run (--run_dir NEW, "
+        "or --overwrite)"
+    )
+    assert (run / "config.yaml").read_text() == config  # untouched: it still describes what was trained
+    again = ["--config", str(run / "config.yaml"), "--resume"]
+    same_run(again, *parse(again))  # the same settings: no complaint
+    assert prepare_run_dir(again, *parse(again)) == run and (run / "config.yaml").read_text() == config
+
+
+def test_a_folder_holding_only_its_config_is_not_a_run(tmp_path):
+    from rlrefine.config import parse
+    from rlrefine.train import prepare_run_dir
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump({"learning_rate": 0.5}))  # left by a run that failed at once
+    argv = ["--run_dir", str(run)]
+    assert prepare_run_dir(argv, *parse(argv)) == run
+    assert yaml.safe_load((run / "config.yaml").read_text())["learning_rate"] == 1e-4
+
+
+def test_quick_config_checkpoints_before_it_ends():
+    from rlrefine.config import parse
+
+    _, trl, _ = parse(["--config", str(ROOT / "configs" / "quick.yaml")])
+    assert trl.save_steps < trl.max_steps  # a killed quick run resumes RL instead of restarting it
