@@ -34,10 +34,10 @@ SOLVERS = ["hops=1", "hops=2", "noise=0.1", "memory=1"]
 
 
 def clear_caches() -> None:
-    from rlrefine import grading
+    from rlrefine import numbers
 
-    grading._value.cache_clear()
-    grading._math_value.cache_clear()
+    numbers._value.cache_clear()
+    numbers._math_value.cache_clear()
 
 
 def gsm8k_agreement(folder: Path) -> dict:

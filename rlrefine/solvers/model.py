@@ -25,7 +25,7 @@ _SUB = re.compile(r"^\s*A(\d+)\s*:\s*(.*)$")
 
 def text_result(text: str, subquestions: Sequence[str], prompt_tokens: int, completion_tokens: int) -> SolveResult:
     """A free-text solver's reply read the one way every such solver is read (local model, vLLM, HTTP):
-    sub-answers from the ``A<i>: ...`` lines, the answer after "The answer is:" (or "####"), else none."""
+    sub-answers from the ``A<i>: ...`` lines, the final answer by ``grading.extract_answer``'s markers, else none."""
     subs: dict[int, str] = {}
     for line in text.splitlines():
         if match := _SUB.match(line):
