@@ -62,7 +62,7 @@ def inline(key: str, text: str, kind: type):
     return value
 
 
-ALGORITHMS = ("grpo", "rloo", "rft")
+ALGORITHMS = ("grpo", "rloo", "ppo", "rft")
 DEFAULT_REWARDS = [
     {"name": "solver", "subquestion_cost": 0.05},  # the solver is --train_solver
     {"name": "format", "weight": 0.1},
@@ -144,7 +144,9 @@ class PipelineArgs:
 def trl_config_class(algorithm: str):
     from trl import GRPOConfig, RLOOConfig, SFTConfig
 
-    return {"grpo": GRPOConfig, "rloo": RLOOConfig, "rft": SFTConfig}[algorithm]
+    from rlrefine.ppo import PPOConfig
+
+    return {"grpo": GRPOConfig, "rloo": RLOOConfig, "ppo": PPOConfig, "rft": SFTConfig}[algorithm]
 
 
 def _sources(argv: list[str]) -> tuple[str, dict, dict]:

@@ -124,11 +124,13 @@ def train_dataset(args: PipelineArgs):
 
 
 def refine(args: PipelineArgs, trl_args, model_args, start: Path, run: Path) -> Path:
-    """Refine the decomposer with GRPO or RLOO through TRL, or with RFT, against the frozen solver."""
+    """Refine the decomposer with GRPO or RLOO through TRL, PPO (ours, on TRL's GRPO trainer) or RFT, against the
+    frozen solver."""
     from transformers import AutoModelForCausalLM
     from trl import GRPOTrainer, RLOOTrainer, get_peft_config
 
     from rlrefine.models import load_tokenizer
+    from rlrefine.ppo import PPOTrainer
     from rlrefine.trainers import TimeBudget, last_checkpoint, publish
 
     out = run / "rl"
@@ -143,7 +145,7 @@ def refine(args: PipelineArgs, trl_args, model_args, start: Path, run: Path) -> 
     funcs, weights = build_rewards(args.rewards, args.train_solver, tokenizer)
     trl_args.reward_weights = weights
     trl_args.output_dir = str(work)
-    trainer_class = {"grpo": GRPOTrainer, "rloo": RLOOTrainer}[args.algorithm]
+    trainer_class = {"grpo": GRPOTrainer, "rloo": RLOOTrainer, "ppo": PPOTrainer}[args.algorithm]
     dtype = model_args.dtype if model_args.dtype not in (None, "auto") else "float32"
     budget = TimeBudget(args.rl_minutes)
     trainer = trainer_class(

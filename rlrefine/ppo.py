@@ -1,0 +1,198 @@
+"""PPO with a learned critic for the decomposer, built on TRL's GRPO trainer.
+
+TRL 1.16 has no PPOTrainer (removed in 1.13; the last one took a reward *model*, not reward functions). Ours subclasses
+``GRPOTrainer`` and keeps everything of it: generation (plain or vLLM), reward functions (sync or async, ``None`` skips
+a sample), the clipped policy loss, several epochs over each batch of rollouts (``num_iterations``), logging,
+accelerate and PEFT. What PPO changes is ours:
+
+- the critic: a value model (a token-classification head on a copy of the policy's backbone, initialised from the
+  start decomposer or from ``critic_model``) trained with a clipped value loss beside the policy, in the same
+  optimizer (its own learning rate), checkpointed with the run and restored by ``--resume``;
+- the advantages: GAE(gamma, lambda) over the critic's per-token values, with the sequence reward at the last token and
+  an optional per-token KL penalty to the reference policy in the reward (classic RLHF PPO), whitened per batch.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForTokenClassification
+from trl import GRPOConfig, GRPOTrainer
+from trl.trainer.utils import disable_dropout_in_model
+
+CRITIC = "critic"  # the critic's folder inside a checkpoint
+
+
+@dataclass
+class PPOConfig(GRPOConfig):
+    """TRL's GRPOConfig plus the critic's settings (``num_iterations`` is the number of PPO epochs per rollout)."""
+
+    critic_model: str | None = field(
+        default=None, metadata={"help": "folder the critic starts from (default: the decomposer RL starts from)"}
+    )
+    critic_learning_rate: float | None = field(default=None, metadata={"help": "default: the policy's"})
+    critic_warmup_steps: int = field(default=0, metadata={"help": "first steps train only the critic"})
+    vf_coef: float = field(default=0.5, metadata={"help": "weight of the value loss"})
+    cliprange_value: float = field(default=0.2, metadata={"help": "value updates clipped to this range"})
+    gamma: float = field(default=1.0, metadata={"help": "GAE discount"})
+    lam: float = field(default=0.95, metadata={"help": "GAE lambda"})
+    kl_coef: float = field(
+        default=0.0, metadata={"help": "per-token KL penalty to the reference policy, in the reward"}
+    )
+    whiten_advantages: bool = field(default=True, metadata={"help": "normalise advantages per batch"})
+
+    def __post_init__(self) -> None:
+        if self.beta:
+            raise ValueError("PPO puts the KL to the reference policy in the reward: set kl_coef, not beta")
+        super().__post_init__()
+
+
+def gae(
+    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Advantages and returns by generalised advantage estimation over per-token rewards and values (B, T); a
+    position with ``mask`` 0 is past the end of its completion: the episode ends at its last real token.
+
+    >>> a, r = gae(torch.tensor([[0.0, 1.0, 0.0]]), torch.tensor([[0.5, 0.5, 9.0]]), torch.tensor([[1, 1, 0]]), 1.0, 1.0)
+    >>> a.tolist(), r.tolist()
+    ([[0.5, 0.5, 0.0]], [[1.0, 1.0, 0.0]])
+    """
+    mask = mask.to(values.dtype)
+    advantages = torch.zeros_like(values)
+    running = torch.zeros_like(values[:, 0])
+    for t in reversed(range(values.size(1))):
+        going_on = mask[:, t + 1] if t + 1 < values.size(1) else torch.zeros_like(running)
+        next_value = values[:, t + 1] * going_on if t + 1 < values.size(1) else 0.0
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        running = delta + gamma * lam * going_on * running
+        advantages[:, t] = running
+    done = mask == 0
+    return advantages.masked_fill(done, 0.0), (advantages + values).masked_fill(done, 0.0)
+
+
+def whiten(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    valid = values[mask.bool()]
+    if valid.numel() < 2:
+        return values * mask
+    return (values - valid.mean()) / (valid.std() + 1e-8) * mask
+
+
+class PPOTrainer(GRPOTrainer):
+    """GRPO's trainer with a critic: see the module docstring for what is TRL's and what is ours."""
+
+    def __init__(self, *args, critic_dtype: torch.dtype = torch.float32, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        start = self.args.critic_model or self.model.config._name_or_path
+        critic = AutoModelForTokenClassification.from_pretrained(start, num_labels=1, dtype=critic_dtype)
+        critic.config.pad_token_id = self.processing_class.pad_token_id
+        disable_dropout_in_model(critic)  # the classification head's dropout would make the values noisy targets
+        self.critic = self.accelerator.prepare_model(critic)  # its own DDP wrapper with several processes
+        self._sequence_rewards: torch.Tensor | None = None
+        if self.args.kl_coef and self.ref_model is None and not hasattr(self.model, "disable_adapter"):
+            from trl.models import create_reference_model
+
+            self.ref_model = self.accelerator.prepare_model(create_reference_model(self.model), evaluation_mode=True)
+
+    # -- the critic trains in the trainer's optimizer, and is saved and restored with its checkpoints --------------
+
+    def create_optimizer(self, model=None):
+        optimizer = super().create_optimizer(model)
+        params = [p for p in self.critic.parameters() if p.requires_grad]
+        if not any(p is q for group in optimizer.param_groups for p in group["params"] for q in params[:1]):
+            lr = self.args.critic_learning_rate or self.args.learning_rate
+            optimizer.add_param_group({"params": params, "lr": lr, "weight_decay": 0.0})
+        return optimizer
+
+    def _save_checkpoint(self, model, trial):
+        folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
+        if self.args.should_save:  # before the trainer's files: trainer_state.json last marks a complete checkpoint
+            self.accelerator.unwrap_model(self.critic).save_pretrained(os.path.join(folder, CRITIC))
+        super()._save_checkpoint(model, trial)
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        if checkpoint is not None:
+            weights = load_file(os.path.join(checkpoint, CRITIC, "model.safetensors"))
+            self.accelerator.unwrap_model(self.critic).load_state_dict(weights)
+        super()._load_optimizer_and_scheduler(checkpoint)
+
+    # -- rollouts: per-token values, rewards and GAE advantages ----------------------------------------------------
+
+    def _values(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, length: int) -> torch.Tensor:
+        """V(s_t) for each completion token t: the critic's output at the position before it."""
+        out = self.critic(input_ids=input_ids, attention_mask=attention_mask).logits[..., 0]
+        return out[:, -length - 1 : -1].float()
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        weighted = (per_func * self.reward_weights.to(per_func.device).unsqueeze(0)).nansum(dim=1)
+        weighted[torch.isnan(per_func).all(dim=1)] = torch.nan  # every reward skipped it: no signal
+        here = self.accelerator.process_index * len(prompts)
+        self._sequence_rewards = weighted[here : here + len(prompts)]
+        return per_func
+
+    def _generate_and_score_completions(self, inputs):
+        out = super()._generate_and_score_completions(inputs)
+        if not self.model.training:
+            return out
+        ids = torch.cat([out["prompt_ids"], out["completion_ids"]], dim=1)
+        attention = torch.cat([out["prompt_mask"], out["completion_mask"]], dim=1)
+        mask, length = out["completion_mask"].float(), out["completion_ids"].size(1)
+        scored = ~torch.isnan(self._sequence_rewards)
+        with torch.no_grad():
+            values = self._values(ids, attention, length)
+            rewards = torch.zeros_like(values)
+            if self.args.kl_coef:
+                kl = self._policy_logps(out, ids, attention, length) - self._reference_logps(ids, attention, length)
+                rewards = -self.args.kl_coef * kl * mask
+                self._metrics["train"]["ppo/kl"].append(self.accelerator.gather((kl * mask).sum(1)).mean().item())
+            last = (mask.sum(1).long() - 1).clamp(min=0)
+            rows = torch.arange(len(last), device=last.device)
+            rewards[rows, last] += torch.nan_to_num(self._sequence_rewards, nan=0.0).to(rewards.dtype)
+            advantages, returns = gae(rewards, values, mask, self.args.gamma, self.args.lam)
+        value_mask = mask * scored.unsqueeze(1)
+        advantages = advantages * value_mask  # an unscorable completion moves nothing
+        if self.args.whiten_advantages:
+            advantages = whiten(advantages, value_mask)
+        out.update(advantages=advantages, returns=returns, old_values=values, value_mask=value_mask)
+        return out
+
+    def _policy_logps(self, out, ids, attention, length) -> torch.Tensor:
+        if "old_per_token_logps" in out:
+            return out["old_per_token_logps"]
+        return self._get_per_token_logps_and_entropies(self.model, ids, attention, length)[0]
+
+    def _reference_logps(self, ids, attention, length) -> torch.Tensor:
+        if self.ref_model is not None:
+            return self._get_per_token_logps_and_entropies(self.ref_model, ids, attention, length)[0]
+        with self.accelerator.unwrap_model(self.model).disable_adapter():  # LoRA: the base model is the reference
+            return self._get_per_token_logps_and_entropies(self.model, ids, attention, length)[0]
+
+    # -- the loss: TRL's clipped policy loss on our advantages, plus the clipped value loss ------------------------
+
+    def _compute_loss(self, model, inputs):
+        loss = super()._compute_loss(model, inputs)
+        if "returns" not in inputs:  # evaluation batches carry no rollouts of ours
+            return loss
+        if self.state.global_step < self.args.critic_warmup_steps:
+            loss = loss * 0.0  # the critic learns the values first; the policy waits
+        ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
+        attention = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
+        values = self._values(ids, attention, inputs["completion_ids"].size(1))
+        old, returns, mask = inputs["old_values"], inputs["returns"], inputs["value_mask"]
+        clipped = old + (values - old).clamp(-self.args.cliprange_value, self.args.cliprange_value)
+        per_token = 0.5 * torch.max((values - returns) ** 2, (clipped - returns) ** 2)
+        count = mask.sum().clamp(min=1.0)
+        value_loss = (per_token * mask).sum() / count
+        metrics = self._metrics["train"]
+        metrics["value_loss"].append(self.accelerator.gather(value_loss.detach()).mean().item())
+        clipfrac = ((((values - old).abs() > self.args.cliprange_value).float() * mask).sum() / count).detach()
+        metrics["value/clipfrac"].append(self.accelerator.gather(clipfrac).mean().item())
+        residual = (returns - old)[mask.bool()]
+        target = returns[mask.bool()]
+        if target.numel() > 1:
+            explained = 1 - residual.var() / target.var().clamp(min=1e-8)
+            metrics["value/explained_variance"].append(self.accelerator.gather(explained.detach()).mean().item())
+        return loss + self.args.vf_coef * value_loss / self.current_gradient_accumulation_steps
