@@ -34,10 +34,10 @@ SOLVERS = ["hops=1", "hops=2", "noise=0.1", "memory=1"]
 
 
 def clear_caches() -> None:
-    from rlrefine import numbers
+    from rlrefine import numeric
 
-    numbers._value.cache_clear()
-    numbers._math_value.cache_clear()
+    numeric._value.cache_clear()
+    numeric._math_value.cache_clear()
 
 
 def gsm8k_agreement(folder: Path) -> dict:

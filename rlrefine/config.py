@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from rlrefine.types import UsageError
+from rlrefine.protocols import UsageError
 
 
 def parse_config(dataclass_types, argv: list[str] | None, prog: str, defaults: dict | None = None) -> tuple:

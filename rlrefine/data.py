@@ -32,7 +32,7 @@ from datasets import Dataset, DatasetDict, Value, load_from_disk
 
 from rlrefine.datasets_real import REAL_DATASETS, load_real, require_fields
 from rlrefine.grading import METRICS
-from rlrefine.types import UsageError
+from rlrefine.protocols import UsageError
 from rlrefine.world import PRESETS, generate, world_config
 
 REQUIRED = ("question", "answer")

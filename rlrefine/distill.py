@@ -17,8 +17,8 @@ from datasets import Dataset
 from rlrefine.decomposers import make_decomposer
 from rlrefine.format import decomposer_messages, parse, solver_messages
 from rlrefine.grading import grade
+from rlrefine.protocols import Decomposed
 from rlrefine.solvers import make_solver, solve_unique
-from rlrefine.types import Decomposed
 
 DECOMPOSER_VARIANTS = ("sd-t", "sd-r", "oracle")
 SOLVER_VARIANTS = ("onehop", "se-t", "se-a")

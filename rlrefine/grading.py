@@ -21,7 +21,7 @@ line is the answer by itself (all boxes on that line, joined by commas). Markers
 (``A2: ...``) never count, and neither does anything else: a reply without a marker has no answer (None), never
 a guess from its last number.
 
-What the ``numeric`` metric reads, one stated value, is ``rlrefine.numbers``.
+What the ``numeric`` metric reads, one stated value, is ``rlrefine.numeric``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import string
 from collections import Counter
 from collections.abc import Sequence
 
-from rlrefine.numbers import numeric_equal
+from rlrefine.numeric import numeric_equal
 
 METRICS = ("numeric", "em", "f1", "acc")
 _PUNCT = set(string.punctuation)

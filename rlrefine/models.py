@@ -16,7 +16,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from rlrefine.types import Completion
+from rlrefine.protocols import Completion
 
 ASSETS = Path(__file__).parent / "assets"
 BASE_MODEL = ASSETS / "tiny-base"  # pretrained on world text (``rlrefine pretrain``); students start here

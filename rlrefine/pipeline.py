@@ -10,8 +10,8 @@ from tqdm.auto import tqdm
 from rlrefine.atomic import append_jsonl, read_jsonl
 from rlrefine.format import Decomposition
 from rlrefine.grading import grade
+from rlrefine.protocols import Decomposed, Decomposer, Solver, SolveResult
 from rlrefine.solvers.base import solve_unique
-from rlrefine.types import Decomposed, Decomposer, Solver, SolveResult
 
 
 def decompose(

@@ -14,7 +14,7 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
 from rlrefine.atomic import write_json, write_text
-from rlrefine.types import UsageError
+from rlrefine.protocols import UsageError
 
 # Trainer settings every stage shares on these machines: no bf16, no checkpointing of activations (tiny
 # models), no trackers, one checkpoint kept; use_cpu so that several CPU processes form one gloo group.

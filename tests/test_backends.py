@@ -24,9 +24,9 @@ import pytest
 import yaml
 
 from rlrefine.decomposers import make_decomposer
+from rlrefine.protocols import BackendError
 from rlrefine.registry import parse as parse_spec
 from rlrefine.solvers import make_solver
-from rlrefine.types import BackendError
 
 ROOT = Path(__file__).resolve().parents[1]
 

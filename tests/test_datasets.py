@@ -16,7 +16,7 @@ from rlrefine.datasets_real import gsm8k_answer
 from rlrefine.decomposers import make_decomposer
 from rlrefine.format import parse
 from rlrefine.grading import extract_answer, grade
-from rlrefine.numbers import parse_number
+from rlrefine.numeric import parse_number
 
 ROOT = Path(__file__).resolve().parents[1]
 GSM8K = Path(os.environ.get("RLREFINE_GSM8K_DIR") or ROOT.parent / "shared" / "data" / "gsm8k")

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rlrefine import numbers
+from rlrefine import numeric
 from rlrefine.grading import extract_answer, f1_score, grade
-from rlrefine.numbers import parse_number
+from rlrefine.numeric import parse_number
 
 
 @settings(deadline=None)  # the first call that reaches math-verify imports sympy's parsers: no per-example clock
@@ -130,7 +130,7 @@ def test_solver_replies_graded_as_a_careful_grader_would(reply, gold, expected):
 
 def test_grading_works_off_the_main_thread():
     """TRL runs async rewards on a daemon thread: math-verify's signal-based timeout must not be used there."""
-    numbers._math_value.cache_clear()
+    numeric._math_value.cache_clear()
     results = []
 
     cases = (("\\frac{21}{28}", "0.75"), ("52", "52"), ("7 or 9", "9"))
@@ -149,7 +149,7 @@ def test_grading_leaves_the_callers_alarm_alone():
     previous = signal.signal(signal.SIGALRM, lambda *_: None)
     try:
         signal.alarm(1000)
-        numbers._math_value.cache_clear()
+        numeric._math_value.cache_clear()
         assert grade("\\frac{9}{12}", "0.75") == 1.0
         assert signal.alarm(0) > 0  # still pending: grading did not cancel it
     finally:

@@ -114,7 +114,7 @@ def test_entry_points_for_every_kind(tmp_path, monkeypatch, test_rows):
     package = tmp_path / "site"
     (package / "mypkg").mkdir(parents=True)
     (package / "mypkg" / "__init__.py").write_text(
-        "from rlrefine.types import Decomposed, SolveResult\n"
+        "from rlrefine.protocols import Decomposed, SolveResult\n"
         "class Echo:\n"
         "    name, price_key = 'echo', 'solver'\n"
         "    def solve(self, rows, subquestions):\n"

@@ -10,7 +10,7 @@ sub-question format, ``rlrefine.format``). ``version``, if given, tells evaluati
 
 from rlrefine.decomposers import make_decomposer
 from rlrefine.format import parse, render
-from rlrefine.types import Decomposed
+from rlrefine.protocols import Decomposed
 
 
 class Deduplicated:

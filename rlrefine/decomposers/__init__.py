@@ -1,4 +1,4 @@
-"""Decomposers behind one protocol (``rlrefine.types.Decomposer``): they write sub-questions in ``rlrefine.format``.
+"""Decomposers behind one protocol (``rlrefine.protocols.Decomposer``): they write sub-questions in ``rlrefine.format``.
 
 A decomposer is named by a spec (``rlrefine.registry``): ``none``, ``oracle``, ``teacher[:merge=P,...]``, a model
 folder, ``hf:MODEL``, ``vllm:MODEL``, ``openai:MODEL[@URL]``, a mapping, ``file.py:attr``, ``package.module:attr`` or
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from rlrefine.protocols import Decomposed, Decomposer
 from rlrefine.registry import build
-from rlrefine.types import Decomposed, Decomposer
 
 
 def make_decomposer(spec: str | Mapping | Decomposer) -> Decomposer:

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 
 from rlrefine.engines import make_engine
 from rlrefine.format import decomposer_messages
-from rlrefine.types import ChatEngine, Completion, Decomposed
+from rlrefine.protocols import ChatEngine, Completion, Decomposed
 
 
 class ModelDecomposer:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from rlrefine.format import NO_DECOMPOSITION, render
-from rlrefine.types import Decomposed
+from rlrefine.protocols import Decomposed
 
 
 def words(*texts: str) -> int:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields
 
 from rlrefine.decomposers.simple import words
 from rlrefine.format import MAX_SUBQUESTIONS, render
-from rlrefine.types import Decomposed
+from rlrefine.protocols import Decomposed
 from rlrefine.world import DOMAINS
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import importlib
 
+from rlrefine.protocols import ChatEngine
 from rlrefine.registry import call
-from rlrefine.types import ChatEngine
 
 ENGINES = {"hf": "rlrefine.engines.hf:HFEngine", "vllm": "rlrefine.engines.vllm:VLLMEngine"}
 ENGINES["openai"] = "rlrefine.engines.openai:OpenAIEngine"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rlrefine.models import generate, load, weights_version
-from rlrefine.types import Completion
+from rlrefine.protocols import Completion
 
 
 class HFEngine:

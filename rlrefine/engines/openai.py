@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 
 from rlrefine.atomic import write_json
-from rlrefine.types import BackendError, Completion
+from rlrefine.protocols import BackendError, Completion
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ import json
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 
+from rlrefine.protocols import Solver, SolveResult
 from rlrefine.registry import build
-from rlrefine.types import Solver, SolveResult
 
 
 def solve_unique(solver: Solver, rows: Sequence[Mapping], subquestions: Sequence[Sequence[str]]) -> list[SolveResult]:

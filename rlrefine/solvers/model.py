@@ -16,8 +16,8 @@ from rlrefine.engines import make_engine
 from rlrefine.format import solver_messages
 from rlrefine.grading import extract_answer
 from rlrefine.models import ONEHOP_SOLVER
+from rlrefine.protocols import ChatEngine, SolveResult
 from rlrefine.solvers.program import run
-from rlrefine.types import ChatEngine, SolveResult
 from rlrefine.world import stated_quantities
 
 _SUB = re.compile(r"^\s*A(\d+)\s*:\s*(.*)$")

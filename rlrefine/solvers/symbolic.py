@@ -16,8 +16,8 @@ import random
 import re
 from collections.abc import Mapping, Sequence
 
+from rlrefine.protocols import SolveResult
 from rlrefine.solvers.program import UNKNOWN, number_text
-from rlrefine.types import SolveResult
 
 _OPS = {"add": lambda v, k: v + k, "sub": lambda v, k: v - k, "mul": lambda v, k: v * k}
 _SYMBOLS = {"add": "+", "sub": "-", "mul": "*"}
