@@ -13,8 +13,24 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
 import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
 
 from rlrefine.world import generate, world_config  # noqa: E402
+
+# Property tests: derandomized in CI (the same examples every run, so a red build is the code's fault, not the seed's);
+# random locally, where a failing example is kept in .hypothesis/ and replayed first next time. CI sets
+# HYPOTHESIS_PROFILE=ci (.ci/run); a CI service's usual CI=true selects it too.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.register_profile("dev", print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
+
+
+def pytest_collection_modifyitems(items):
+    """A test on the SFT-trained tiny decomposer (``tiny_decomposer``, ~25 s to build) trains or samples end to end:
+    it belongs to the full suite, not to the fast tier (``pytest -m "not slow"``)."""
+    for item in items:
+        if "tiny_decomposer" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(autouse=True)
@@ -22,13 +38,16 @@ def _fresh_process_caches():
     """Each test starts without the process-wide caches an earlier test filled (shared solvers and their memos,
     vLLM engines), so no result depends on test order."""
     yield
+    held = False
     for module, name in (
         ("rlrefine.solvers.base", "_SHARED"),
         ("rlrefine.engines.vllm", "_VLLM_ENGINES"),
     ):
-        if module in sys.modules:
+        if module in sys.modules and getattr(sys.modules[module], name):
             getattr(sys.modules[module], name).clear()
-    gc.collect()
+            held = True
+    if held:  # a cleared cache may have held a model: free it now (a full collection costs ~0.3 s, so only then)
+        gc.collect()
 
 
 @pytest.fixture(scope="session")
@@ -40,6 +59,26 @@ def world():
 @pytest.fixture(scope="session")
 def test_rows(world):
     return list(world["test"])
+
+
+@pytest.fixture(scope="session")
+def world_dir(tmp_path_factory):
+    """The small world as ``rlrefine world`` saves it (a ``save_to_disk`` folder)."""
+    from rlrefine.cli import main
+
+    out = tmp_path_factory.mktemp("world") / "small"
+    assert main(["world", "--preset", "small", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def world_jsonl(tmp_path_factory):
+    """The small world as a user's own problems: ``rlrefine world --jsonl``, one JSONL file per split."""
+    from rlrefine.cli import main
+
+    out = tmp_path_factory.mktemp("mine") / "data"
+    assert main(["world", "--preset", "small", "--jsonl", "--out", str(out)]) == 0
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -22,20 +22,12 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from helpers import ROOT, free_port
 
 from rlrefine.decomposers import make_decomposer
 from rlrefine.protocols import BackendError
 from rlrefine.registry import parse as parse_spec
 from rlrefine.solvers import make_solver
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 # --- a real transformers serve ------------------------------------------------------------------------------------
 
@@ -49,7 +41,7 @@ class Served:
     def __init__(self, model_dir: Path, log: Path, continuous_batching: bool = True) -> None:
         pytest.importorskip("fastapi", reason="transformers serve needs the extra transformers[serving]")
         pytest.importorskip("uvicorn", reason="transformers serve needs the extra transformers[serving]")
-        self.model, self.port, self.log = str(model_dir), _free_port(), log
+        self.model, self.port, self.log = str(model_dir), free_port(), log
         self.url = f"http://127.0.0.1:{self.port}/v1"
         cli = Path(sys.executable).parent / "transformers"
         command = [str(cli), "serve", self.model, "--host", "127.0.0.1", "--port", str(self.port), "--device", "cpu"]
@@ -313,7 +305,7 @@ def test_completions_endpoint_sends_the_chat_template_as_text(scripted, tiny_mod
 
 
 def test_unreachable_endpoint_fails_clearly_within_the_timeout():
-    url = f"http://127.0.0.1:{_free_port()}/v1"  # nothing listens there: refused at once, not timed out
+    url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there: refused at once, not timed out
     with pytest.raises(BackendError, match="cannot reach .* is the server running"):
         make_solver({"backend": "openai", "model": "m", "base_url": url, "timeout": 2})
 

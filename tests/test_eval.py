@@ -5,13 +5,6 @@ import pytest
 from rlrefine.cli import main
 
 
-@pytest.fixture(scope="module")
-def world_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("world") / "small"
-    assert main(["world", "--preset", "small", "--out", str(out)]) == 0
-    return out
-
-
 def test_eval_end_to_end(world_dir, tmp_path, capsys):
     out = tmp_path / "eval"
     assert main(["eval", "--data", str(world_dir), "--split", "test", "--out", str(out)]) == 0

@@ -20,14 +20,6 @@ def _error(capsys) -> str:
     return err
 
 
-@pytest.fixture(scope="session")
-def own_data(tmp_path_factory) -> Path:
-    """A user's problems as JSONL files, one per split (here exported from the small world)."""
-    out = tmp_path_factory.mktemp("mine") / "data"
-    assert cli(["world", "--preset", "small", "--jsonl", "--out", str(out)]) == 0
-    return out
-
-
 def _line(row: dict) -> str:
     return json.dumps(row) + "\n"
 
@@ -73,10 +65,10 @@ def test_bad_row_messages(tmp_path):
 
 
 @pytest.mark.slow
-def test_own_jsonl_trains_and_evaluates_end_to_end(own_data, tmp_path):
+def test_own_jsonl_trains_and_evaluates_end_to_end(world_jsonl, tmp_path):
     from rlrefine.train import main
 
-    run = tmp_path / "run"
+    own_data, run = world_jsonl, tmp_path / "run"
     argv = ["--data", str(own_data), "--run_dir", str(run), "--sft", "{max_steps: 4}", "--max_steps", "2"]
     results = main([*argv, *TINY.split()])
     assert {c["decomposer"] for c in results["cells"]} == {"none", "oracle", "teacher", "sft", "rl-grpo"}

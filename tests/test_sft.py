@@ -7,8 +7,7 @@ import subprocess
 import sys
 
 import pytest
-import torch
-from safetensors.torch import load_file
+from helpers import changed_tensors
 from trl import SFTConfig, SFTTrainer
 
 from rlrefine.cli import main
@@ -52,7 +51,7 @@ def test_sft_lowers_loss_and_changes_parameters(trained, tiny_model_dir):
         h["loss"] for h in json.loads((trained / "eval.json").read_text())["training"]["log_history"] if "loss" in h
     ]
     assert history[-1] < history[0]
-    assert _differs(tiny_model_dir, trained)
+    assert changed_tensors(tiny_model_dir, trained)
     card = (trained / "README.md").read_text()
     assert "oracle" in card and "Validation (20 problems)" in card and "hops=1" in card
 
@@ -217,9 +216,4 @@ def test_lora_is_a_switch_and_ships_merged(tiny_model_dir, tmp_path):
     assert main([*argv, "--use_peft", "--lora_r", "4", "--lora_alpha", "8", *FAST]) == 0
     assert (out / "model.safetensors").exists() and not (out / "adapter_config.json").exists()
     assert json.loads((out / "eval.json").read_text())["training"]["lora"] is True
-    assert _differs(tiny_model_dir, out)
-
-
-def _differs(a, b) -> bool:
-    before, after = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
-    return any(not torch.equal(before[k], after[k]) for k in before)
+    assert changed_tensors(tiny_model_dir, out)
