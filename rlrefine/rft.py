@@ -74,8 +74,8 @@ def rft(args, sft_config, start: Path, out: Path) -> Path:
     began = time.perf_counter()
     for round_ in range(len(history), args.rft_rounds):
         round_began = time.perf_counter()
-        if deadline is not None and time.monotonic() > deadline:
-            break
+        if deadline is not None and time.monotonic() > deadline and current != start:
+            break  # out of time; a first round always runs (as a trainer's first step does), so there is a model
         batch = rng.sample(rows, min(args.rft_problems, len(rows)))
         kept, stats = collect(
             current, batch, args.train_solver, args.rft_samples, sft_config.seed + round_, args.instruction

@@ -2,61 +2,40 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-import torch
-from safetensors.torch import load_file
+from helpers import ROOT, changed_tensors, free_port
 
+from rlrefine.cli import main as cli
 from rlrefine.train import main, parse
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY_RL = [
-    "--data",
-    "world:small",
-    "--train_limit",
-    "32",
-    "--eval_limit",
-    "10",
-    "--eval_solvers",
-    "hops=1",
-    "--pass_k",
-    "2",
-    "--per_device_train_batch_size",
-    "8",
-    "--num_generations",
-    "4",
-    "--max_completion_length",
-    "24",
-    "--logging_steps",
-    "1",
-    "--learning_rate",
-    "1e-3",
-]
-
-
-def _changed(before: Path, after: Path) -> bool:
-    a, b = load_file(before / "model.safetensors"), load_file(after / "model.safetensors")
-    return any(not torch.equal(a[k], b[k]) for k in a)
+TINY_EVAL = ["--data", "world:small", "--eval_limit", "10", "--eval_solvers", "hops=1", "--pass_k", "2"]
+TINY_GEN = ["--per_device_train_batch_size", "8", "--num_generations", "4", "--max_completion_length", "24"]
+TINY_GEN += ["--logging_steps", "1", "--learning_rate", "1e-3"]
+TINY_DATA = [*TINY_EVAL, "--train_limit", "32"]
+TINY_RL = [*TINY_DATA, *TINY_GEN]
+TWO_REWARDS = '[{"name": "solver"}, {"name": "token_cost", "per_token": 0.01}]'  # lengths differ: never all-equal
 
 
 @pytest.mark.parametrize("algorithm", ["grpo", "rloo"])
 def test_three_rl_steps_change_the_policy(tiny_decomposer, tmp_path, algorithm):
     run = tmp_path / algorithm
-    rewards = '[{"name": "solver"}, {"name": "token_cost", "per_token": 0.01}]'  # lengths differ: never all-equal
+    rewards = '[{"name": "solver", "weight": 2.0}, {"name": "token_cost", "per_token": 0.01, "weight": 0.5}]'
     argv = f"--algorithm {algorithm} --decomposer {tiny_decomposer} --run_dir {run} --max_steps 3".split()
     results = main([*argv, "--rewards", rewards, *TINY_RL])
-    assert _changed(tiny_decomposer, run / "rl")
+    assert changed_tensors(tiny_decomposer, run / "rl")
     facts = json.loads((run / "rl" / "eval.json").read_text())["training"]
     assert facts["steps"] == 3 and 0 < facts["reward_share"] < 1
     assert set(facts["reward_seconds"]) == {"solver[hops=1]", "token_cost"}
     logged = json.loads((run / "rl" / "eval.json").read_text())["log_history"]
-    assert any("solver[hops=1]/accuracy" in h for h in logged) and any(
-        "rewards/solver[hops=1]/mean" in h for h in logged
-    )
+    assert any("solver[hops=1]/accuracy" in h for h in logged)
+    steps = [h for h in logged if "rewards/solver[hops=1]/mean" in h]
+    assert len(steps) == 3
+    for h in steps:  # the config's weights reached TRL: its reward is the weighted sum of the rewards' means
+        weighted = 2.0 * h["rewards/solver[hops=1]/mean"] + 0.5 * h["rewards/token_cost/mean"]
+        assert h["reward"] == pytest.approx(weighted, abs=1e-5) and h["rewards/token_cost/mean"] < 0
     names = {c["decomposer"] for c in results["cells"]}
     assert names == {"none", "oracle", "teacher", "sft", f"rl-{algorithm}"}
     assert (run / "results.md").exists() and (run / "config.yaml").exists() and (run / "report.png").exists()
@@ -84,12 +63,51 @@ def test_one_rft_round(tiny_decomposer, tmp_path):
             "hops=1",
             "--rewards",
             '[{"name": "solver"}]',
-            *TINY_RL[:10],
+            *TINY_DATA,
         ]
     )
-    assert _changed(tiny_decomposer, run / "rl")
+    assert changed_tensors(tiny_decomposer, run / "rl")
     rounds = json.loads((run / "rl" / "eval.json").read_text())["training"]["rounds"]
     assert rounds[0]["kept"] > 0 and rounds[0]["steps"] == 3
+
+
+def test_lora_in_the_rl_stage_trains_adapters_and_ships_them_merged(tiny_decomposer, tmp_path):
+    run = tmp_path / "lora"
+    argv = ["--decomposer", str(tiny_decomposer), "--run_dir", str(run), "--max_steps", "2", "--rewards", TWO_REWARDS]
+    argv += ["--use_peft", "--lora_r", "4", "--lora_alpha", "8", "--lora_target_modules", "q_proj", "v_proj"]
+    main([*argv, *TINY_RL])
+    out = run / "rl"
+    assert (out / "model.safetensors").exists() and not list(out.glob("adapter_*"))  # a plain folder, merged
+    changed = changed_tensors(tiny_decomposer, out)  # the same tensor names, and only the adapted ones moved
+    assert changed and all(name.endswith(("q_proj.weight", "v_proj.weight")) for name in changed), changed
+
+
+def test_rlrefine_train_with_a_tiny_rl_budget_stops_early_and_publishes(tiny_model_dir, world, tmp_path, capsys):
+    """Through the ``rlrefine train`` entry point, SFT included, on one domain: a budget far below one step stops RL
+    after its first step (of 50), and the run still publishes its model and writes its results."""
+    run = tmp_path / "budget"
+    argv = ["train", "--base_model", str(tiny_model_dir), "--sft", "{max_steps: 2, per_device_train_batch_size: 8}"]
+    argv += ["--train_domain", "money", "--run_dir", str(run), "--rl_minutes", "1e-6", "--max_steps", "50"]
+    assert cli([*argv, *TINY_EVAL, *TINY_GEN]) == 0
+    facts = json.loads((run / "rl" / "eval.json").read_text())["training"]
+    assert facts["steps"] == 1 and (run / "rl" / "config.json").exists() and not (run / "rl.work").exists()
+    results = json.loads((run / "results.json").read_text())
+    assert {c["decomposer"] for c in results["cells"]} == {"none", "oracle", "teacher", "sft", "rl-grpo"}
+    assert "| rl-grpo |" in capsys.readouterr().out and (run / "results.md").exists()
+    sft = json.loads((run / "sft" / "eval.json").read_text())["training"]  # SD-T keeps every money problem, only
+    assert sft["examples"] == sum(r["domain"] == "money" for r in world["train"]) < len(world["train"])
+
+
+def test_rft_under_a_tiny_budget_runs_one_short_round_and_publishes(tiny_decomposer, tmp_path):
+    run = tmp_path / "rft"
+    argv = ["--algorithm", "rft", "--decomposer", str(tiny_decomposer), "--run_dir", str(run), "--rft_rounds", "3"]
+    argv += ["--rft_problems", "16", "--rft_samples", "4", "--max_steps", "10000", "--rl_minutes", "1e-9"]
+    results = main([*argv, "--rewards", '[{"name": "solver"}]', *TINY_DATA])
+    facts = json.loads((run / "rl" / "eval.json").read_text())["training"]
+    assert [r["round"] for r in facts["rounds"]] == [0] and 0 < facts["rounds"][0]["steps"] < 10000
+    assert (run / "rl" / "config.json").exists() and ("rl-rft", "hops=1") in {
+        (c["decomposer"], c["solver"]) for c in results["cells"]
+    }
 
 
 def test_killed_rft_resumes_after_its_last_finished_round(tiny_decomposer, tmp_path, monkeypatch):
@@ -107,10 +125,10 @@ def test_killed_rft_resumes_after_its_last_finished_round(tiny_decomposer, tmp_p
     argv = ["--algorithm", "rft", "--decomposer", str(tiny_decomposer), "--run_dir", str(run), "--rft_rounds", "2"]
     argv += ["--rft_problems", "16", "--rft_samples", "4", "--max_steps", "2", "--rewards", '[{"name": "solver"}]']
     with pytest.raises(KeyboardInterrupt):
-        main([*argv, *TINY_RL[:10]])
+        main([*argv, *TINY_DATA])
     finished = json.loads((run / "rl.work" / "rounds.json").read_text())
     assert [r["round"] for r in finished] == [0]
-    main([*argv, "--resume", *TINY_RL[:10]])
+    main([*argv, "--resume", *TINY_DATA])
     assert calls[2] == run / "rl.work" / "round-0" / "model"  # round 1 starts from round 0's model, not afresh
     facts = json.loads((run / "rl" / "eval.json").read_text())["training"]
     rounds = facts["rounds"]
@@ -164,36 +182,11 @@ def test_existing_run_needs_resume_or_overwrite(tmp_path):
 
 
 @pytest.mark.slow
-def test_killed_rl_run_resumes(tiny_decomposer, tmp_path, kill_at_checkpoint):
-    run = tmp_path / "run"
-    cmd = [
-        sys.executable,
-        str(ROOT / "rlrefine" / "train.py"),
-        "--decomposer",
-        str(tiny_decomposer),
-        "--run_dir",
-        str(run),
-        "--save_steps",
-        "2",
-        *TINY_RL,
-    ]
-    cmd += ["--max_steps", "8"]
-    checkpoint = kill_at_checkpoint(cmd, run / "rl.work")
-    done = subprocess.run([*cmd, "--resume"], capture_output=True, text=True)  # the same settings, continued
-    assert done.returncode == 0, done.stderr[-3000:]
-    facts = json.loads((run / "rl" / "eval.json").read_text())["training"]
-    assert facts["resumed_from"].endswith(checkpoint.name) and (run / "results.json").exists()
-    assert facts["rl_minutes"] > facts["launch_minutes"]  # the killed launch's time up to its checkpoint counts
-
-
-@pytest.mark.slow
 def test_two_processes_on_cpu(tiny_decomposer, tmp_path):
     """`accelerate launch --multi_gpu --num_processes 2` on a CPU runs two gloo processes (`--cpu` would run one)."""
     run = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    with socket.socket() as probe:  # a free port: accelerate's default 29500 may be taken by another job
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # accelerate's default 29500 may be taken by another job
     cmd = [
         sys.executable,  # this interpreter's accelerate, whether or not its venv is on PATH
         "-m",
