@@ -153,7 +153,11 @@ def reward_batch(test_rows):
 @pytest.fixture(scope="session")
 def kill_at_checkpoint():
     """Run a training command in its own process group until it has written a complete checkpoint into ``work``,
-    then SIGKILL it (a real kill, not an exception); returns that checkpoint's path."""
+    then SIGKILL it (a real kill, not an exception); returns that checkpoint's path.
+
+    No clock decides: it waits as long as the run takes on a busy machine (a 30-minute guard only against a hang),
+    and a run that ends before it wrote a checkpoint fails naming its exit code and its last output. Commands are
+    sized so that a checkpoint comes well before the end, or held there (``helpers.HOLD_REWARD``)."""
     import signal
     import subprocess
     import time
@@ -161,15 +165,29 @@ def kill_at_checkpoint():
 
     from rlrefine.trainers import last_checkpoint
 
-    def run(cmd: list[str], work: Path, deadline: float = 240) -> Path:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        stop = time.monotonic() + deadline
-        while last_checkpoint(work) is None and time.monotonic() < stop and proc.poll() is None:
-            time.sleep(0.2)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        found = last_checkpoint(work)
-        assert found is not None, "no complete checkpoint before the deadline: nothing to resume from"
-        return Path(found)
+    def run(cmd: list[str], work: Path, env: dict | None = None) -> Path:
+        fd, name = tempfile.mkstemp(prefix="killed-", suffix=".log")  # outside the run folder
+        os.close(fd)
+        log = Path(name)
+        with open(log, "w") as out:
+            proc = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **(env or {})}
+            )
+        hang = time.monotonic() + 1800
+        try:
+            while last_checkpoint(work) is None:
+                if proc.poll() is not None:
+                    pytest.fail(
+                        f"the run ended (exit {proc.returncode}) before a checkpoint: {log.read_text()[-2000:]}"
+                    )
+                if time.monotonic() > hang:
+                    pytest.fail(f"no checkpoint after 30 minutes: {log.read_text()[-2000:]}")
+                time.sleep(0.05)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        assert proc.returncode == -signal.SIGKILL, f"the run ended by itself: {log.read_text()[-2000:]}"
+        return Path(last_checkpoint(work))
 
     return run

@@ -22,3 +22,6 @@ def changed_tensors(before: Path, after: Path) -> set[str]:
 
     a, b = load_file(Path(before) / "model.safetensors"), load_file(Path(after) / "model.safetensors")
     return {k for k in a.keys() | b.keys() if k not in a or k not in b or not torch.equal(a[k], b[k])}
+
+
+HOLD_REWARD = f"{ROOT / 'tests' / 'plugins' / 'hold_reward.py'}:hold"  # see that file
