@@ -19,13 +19,15 @@ from rlrefine.format import decomposer_messages
 
 
 def collect(
-    model_dir: Path, rows: list[dict], solver: str, k: int, seed: int, instruction: str | None = ""
+    model: Path | object, rows: list[dict], solver: str, k: int, seed: int, instruction: str | None = ""
 ) -> tuple[list[dict], dict]:
-    """Sample k decompositions per problem; keep each distinct solver-correct one as an SFT example."""
+    """Sample k decompositions per problem from ``model`` (a model folder, or a decomposer that samples); keep each
+    distinct solver-correct one that ended on its own and is well formed as an SFT example."""
     from rlrefine.decomposers.model import from_folder
     from rlrefine.evaluate import sample_and_solve
 
-    model = from_folder(str(model_dir), instruction=instruction)
+    if not callable(getattr(model, "sample", None)):
+        model = from_folder(str(model), instruction=instruction)
     kept, seen, solved = [], set(), set()
     for row, gen, p, res, score in sample_and_solve(model, rows, solver, k, seed):
         if gen.finished and p.valid and res.error is None and score == 1.0:
