@@ -120,3 +120,51 @@ def test_free_text_replies_are_read_one_way():
     assert read.answered_share == 0.5 and (read.prompt_tokens, read.completion_tokens) == (10, 4)
     assert text_result("A1: 5\nA2: 7", ["q1", "q2"], 1, 1).answer is None  # never said its answer
     assert text_result("", [], 0, 0).answer is None
+
+
+class _Tally:
+    """A real solver with a count of the calls and problems that reach it."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.name, self.price_key = inner, inner.name, inner.price_key
+        self.calls: list[int] = []
+
+    def solve(self, rows, subquestions):
+        self.calls.append(len(rows))
+        return self.inner.solve(rows, subquestions)
+
+
+def test_rewards_naming_one_solver_share_one_inner_call_per_batch(reward_batch):
+    from rlrefine.rl import build_rewards
+    from rlrefine.solvers import shared_solver
+
+    completions, ids, columns = reward_batch
+    funcs, _ = build_rewards([{"name": "solver"}, {"name": "partial"}, {"name": "solver", "label": "again"}], "hops=1")
+    memo = shared_solver("hops=1")
+    memo.inner = tally = _Tally(memo.inner)
+    scores = [f(None, completions, ids, **columns) for f in funcs]
+    assert tally.calls == [4]  # one call, for the 4 distinct decompositions of the batch's 5
+    assert scores[0] == scores[2] == [1.0, 0.0, 0.0, 0.0, 1.0] and scores[1] == [1.0, 0.0, 0.5, 0.0, 1.0]
+    [f(None, completions, ids, **columns) for f in funcs]  # the next step's batch, solved before: no call
+    assert tally.calls == [4]
+
+
+def test_memo_solves_failures_again_and_evicts_the_least_recent(test_rows):
+    from rlrefine.solvers import MemoSolver
+
+    rows = [dict(r) for r in test_rows[:4]]
+    broken = {**rows[3], "graph": ""}  # the symbolic solver fails on this one (as a timed-out endpoint would)
+    memo = MemoSolver(_Tally(make_solver("hops=1")), size=3)
+    tally = memo.inner
+    first = memo.solve([*rows[:2], broken], [r["subquestions"] for r in [*rows[:2], broken]])
+    assert first[2].error and first[0].answer == rows[0]["answer"] and tally.calls == [3]
+    memo.solve([broken], [broken["subquestions"]])
+    assert tally.calls == [3, 1]  # a failure is not remembered: solved again
+    memo.solve([rows[0]], [rows[0]["subquestions"]])  # a hit: rows[0] becomes the most recent
+    assert tally.calls == [3, 1] and len(memo.memo) == 2
+    memo.solve(rows[2:4], [r["subquestions"] for r in rows[2:4]])  # two new: over the size of 3
+    assert tally.calls == [3, 1, 2] and len(memo.memo) == 3
+    memo.solve([rows[0]], [rows[0]["subquestions"]])  # kept: it was used more recently than rows[1]
+    assert tally.calls == [3, 1, 2]
+    again = memo.solve([rows[1]], [rows[1]["subquestions"]])  # evicted: solved again, same answer
+    assert tally.calls == [3, 1, 2, 1] and again[0].answer == rows[1]["answer"]
