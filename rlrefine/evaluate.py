@@ -27,6 +27,7 @@ from rlrefine.decomposers import Decomposer, make_decomposer
 from rlrefine.format import parse
 from rlrefine.grading import grade
 from rlrefine.pipeline import decompose, solve_and_grade
+from rlrefine.protocols import UsageError
 from rlrefine.registry import check
 from rlrefine.solvers import DEFAULT_SOLVERS, Solver, make_solver
 
@@ -72,10 +73,9 @@ def summarize(rows: Sequence[Mapping], decomposed, parsed, records, decomposer, 
     scored = [r["score"] for r in records if r["score"] is not None]
     by: dict[str, dict] = {"domain": defaultdict(list), "depth": defaultdict(list)}
     for row, rec in zip(rows, records):
-        if rec["score"] is not None:
-            for key in by:
-                if row.get(key) not in (None, "", 0):
-                    by[key][str(row[key])].append(rec["score"])
+        for key in by:  # a failed problem is wrong here too, as in the accuracy: the breakdowns add up to it
+            if row.get(key) not in (None, "", 0):
+                by[key][str(row[key])].append(rec["score"] or 0.0)
     n = len(rows)
     dec_in = sum(d.prompt_tokens for d in decomposed)
     dec_out = sum(d.completion_tokens for d in decomposed)
@@ -123,7 +123,9 @@ def evaluate(
     for kind, specs in (("decomposer", decomposers), ("solver", solvers)):  # before any model loads
         for spec in specs:
             needs = check(kind, spec) if isinstance(spec, (str, Mapping)) else getattr(spec, "requires", ())
-            require(f"{kind} {spec if isinstance(spec, str) else spec.name!r}", needs, rows, "the evaluated data")
+            require(
+                f"{kind} {spec if isinstance(spec, (str, Mapping)) else spec.name!r}", needs, rows, "the evaluated data"
+            )
     decomposers = [make_decomposer(d) for d in decomposers]  # resolve all names before any work
     solvers = [make_solver(s) for s in solvers]
     for solver in solvers:  # what only the built solver knows (a model solver that calculates over world stories)
@@ -257,12 +259,24 @@ class EvalArgs:
 
 
 def load_prices(path: str | None) -> dict:
+    """``--prices FILE.yaml``: name -> [USD per 1M input tokens, USD per 1M output tokens]. Anything else is one line
+    naming the file, before any work (not a traceback, nor a silent zero)."""
     if not path:
         return {}
-    table = yaml.safe_load(Path(path).read_text()) or {}
+    try:
+        table = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(table, dict):
+        raise UsageError(
+            f"{path}: expected a mapping of name to [USD per 1M input, USD per 1M output], got {type(table).__name__}"
+        )
     for name, value in table.items():
-        if not (isinstance(value, (list, tuple)) and len(value) == 2):
-            raise ValueError(f"{path}: price of {name!r} must be [USD per 1M input, USD per 1M output]")
+        numbers = isinstance(value, (list, tuple)) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in value
+        )
+        if not (numbers and len(value) == 2):
+            raise UsageError(f"{path}: price of {name!r} must be [USD per 1M input, USD per 1M output], got {value!r}")
     return table
 
 

@@ -137,6 +137,18 @@ def test_killed_rft_resumes_after_its_last_finished_round(tiny_decomposer, tmp_p
     assert not (run / "rl.work").exists()
 
 
+def test_rl_prompts_hold_the_training_domain_only(world):
+    from rlrefine.config import PipelineArgs
+    from rlrefine.format import decomposer_messages
+    from rlrefine.rl import train_dataset
+
+    prompts = train_dataset(PipelineArgs(data="world:small", train_domain="money"))
+    money = [r for r in world["train"] if r["domain"] == "money"]
+    assert prompts["id"] == [r["id"] for r in money] and 0 < len(money) < len(world["train"])
+    assert prompts["solution"] == prompts["answer"] == [r["answer"] for r in money]  # TRL's rewards read 'solution'
+    assert prompts[0]["prompt"] == decomposer_messages(money[0]["context"], money[0]["question"], "")
+
+
 def test_config_errors(tmp_path):
     with pytest.raises(
         ValueError,
