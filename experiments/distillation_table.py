@@ -1,6 +1,7 @@
 """The paper's Table 1 on the embedded world: distill the decomposer (SD-T, SD-R) vs. distill the solver (SE-T, SE-A).
 
     python experiments/distillation_table.py --out runs/table1 [--seed 0] [--limit 1000]
+    python experiments/distillation_table.py --out runs/tiny --limit 10 --max_steps 2 --train_limit 160   # a smoke run
 
 Trains (or reuses, when already in --out) four students from the bundled base model with ``rlrefine sft``,
 evaluates every (decomposer x solver) cell on the test split with ``rlrefine eval``, and writes
@@ -27,7 +28,7 @@ STUDENTS = {  # name -> (role, variant, steps)
 }
 
 
-def train(out: Path, seed: int) -> dict[str, Path]:
+def train(out: Path, seed: int, max_steps: int | None = None, train_limit: int | None = None) -> dict[str, Path]:
     paths = {}
     for name, (role, variant, steps) in STUDENTS.items():
         path = out / name
@@ -41,12 +42,13 @@ def train(out: Path, seed: int) -> dict[str, Path]:
                 "--output_dir",
                 str(path),
                 "--max_steps",
-                str(steps),
+                str(max_steps or steps),
                 "--seed",
                 str(seed),
                 "--eval_limit",
                 "0",
             ]
+            argv += ["--train_limit", str(train_limit)] if train_limit else []
             if cli(argv) != 0:
                 raise SystemExit(f"training {name} failed")
         paths[name] = path
@@ -58,9 +60,11 @@ def main() -> None:
     parser.add_argument("--out", default="runs/table1")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=1000)
+    parser.add_argument("--max_steps", type=int, help="train every student this many steps (default: 600 or 1,500)")
+    parser.add_argument("--train_limit", type=int, help="train on the first N problems (default: all)")
     args = parser.parse_args()
     out = Path(args.out)
-    paths = train(out, args.seed)
+    paths = train(out, args.seed, args.max_steps, args.train_limit)
     rows = list(load_split("world", "test", args.limit))
     decomposers = ["teacher", f"sd-t={paths['sd-t']}", f"sd-r={paths['sd-r']}"]
     solvers = ["hops=1", "hops=2", f"model:{paths['se-t']}", f"model:{paths['se-a']}"]
