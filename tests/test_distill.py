@@ -1,30 +1,52 @@
 import json
 
 import pytest
+from helpers import ROOT
 
 from rlrefine.distill import decomposer_dataset, solver_dataset
-from rlrefine.format import parse
+from rlrefine.format import parse, render
 from rlrefine.grading import grade
-from rlrefine.solvers import make_solver
+from rlrefine.protocols import Decomposed
+from rlrefine.registry import build
 from rlrefine.solvers.program import run
 from rlrefine.world import stated_quantities
 
 
-def test_sdr_keeps_exactly_the_solver_correct_rows(world):
+def test_sdr_keeps_what_a_solver_reading_the_story_gets_right(world):
+    """Each SD-T row, solved again by the calculator plugin (it reads the story's text, not the graph the symbolic
+    filter reads): SD-R holds exactly the ones it gets right, and says so in ``correct``."""
     rows = list(world["train"])
     sdt = decomposer_dataset(rows, "sd-t")
     sdr = decomposer_dataset(rows, "sd-r", filter_solver="hops=1")
-    assert len(sdt) == len(rows)
-    solver = make_solver("hops=1")
-    by_id = {r["id"]: r for r in rows}
-    correct_ids = []
-    for ex in sdt:
-        row = by_id[ex["id"]]
-        res = solver.solve([row], [parse(ex["completion"][0]["content"]).subquestions])[0]
-        if grade(res.answer, row["answer"]) == 1.0:
-            correct_ids.append(ex["id"])
-    assert sdr["id"] == correct_ids and 0.3 * len(rows) < len(correct_ids) < 0.7 * len(rows)
-    assert all(sdr["correct"]) and sdt["correct"].count(True) == len(correct_ids)
+    assert sdt["id"] == [r["id"] for r in rows]
+    calculator = build("solver", f"{ROOT / 'experiments' / 'plugins' / 'calculator_solver.py'}:StoryCalculator")
+    answers = calculator.solve(rows, [parse(ex["completion"][0]["content"]).subquestions for ex in sdt])
+    right = [grade(a.answer, r["answer"]) == 1.0 for a, r in zip(answers, rows, strict=True)]
+    assert sdr["id"] == [r["id"] for r, ok in zip(rows, right) if ok] and sdt["correct"] == right
+    assert all(sdr["correct"]) and 0.3 * len(rows) < sum(right) < 0.7 * len(rows)
+
+
+class HandWritten:
+    """A teacher whose decompositions are written by hand: the oracle's, one with merged hops, none at all."""
+
+    name, price_key = "by-hand", "teacher"
+
+    def decompose(self, rows):
+        out = []
+        for row, kind in zip(rows, ("oracle", "merged", "none")):
+            graph = json.loads(row["graph"])
+            asks = {"oracle": graph["chain"][1:-1], "merged": graph["chain"][2:-1], "none": []}[kind]
+            out.append(Decomposed(render([f"How many {graph['unit']} does {e} have ?" for e in asks])))
+        return out
+
+
+def test_sdr_on_decompositions_whose_answers_are_known(test_rows):
+    rows = [r for r in test_rows if r["depth"] == 3 and r["domain"] == "marbles"][:3]  # root -> a -> b -> asked
+    sdt = decomposer_dataset(rows, "sd-t", teacher=HandWritten())
+    assert sdt["correct"] == [True, False, False] and len(sdt) == 3
+    assert decomposer_dataset(rows, "sd-r", teacher=HandWritten())["id"] == [rows[0]["id"]]
+    two_hops = decomposer_dataset(rows, "sd-r", teacher=HandWritten(), filter_solver="hops=2")
+    assert two_hops["id"] == [rows[0]["id"], rows[1]["id"]]  # merged hops are right for a two-hop solver
 
 
 def test_decomposer_examples_are_prompt_completion_conversations(world):
@@ -54,7 +76,7 @@ def test_bad_variants_and_empty_data():
         decomposer_dataset([{"id": "x"}], "sdx")
     with pytest.raises(ValueError, match="training split is empty"):
         decomposer_dataset([], "sd-t")
-    with pytest.raises(ValueError, match="unknown solver data"):
+    with pytest.raises(ValueError, match="^unknown solver data 'se-x'; valid: onehop, se-t, se-a$"):
         solver_dataset([{"id": "x"}], "se-x")
 
 

@@ -130,4 +130,8 @@ def test_world_preset_from_a_config_file(tmp_path):
     assert main(["world", "--config", str(config), "--out", str(tmp_path / "from-file")]) == 0
     assert main(["world", "--preset", "hard", "--out", str(tmp_path / "from-flag")]) == 0
     from_file, from_flag = (load_from_disk(str(tmp_path / d))["test"] for d in ("from-file", "from-flag"))
-    assert from_file["question"] == from_flag["question"]
+    assert from_file["context"] == from_flag["context"]
+    from rlrefine.world import generate, world_config
+
+    assert from_file["context"] == generate(world_config("hard"))["test"]["context"]  # the preset, not the default
+    assert set(from_file["depth"]) == {4, 5, 6} and from_file["context"] != generate(world_config())["test"]["context"]

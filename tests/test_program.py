@@ -1,7 +1,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rlrefine.solvers.program import calculate, run
+from rlrefine.solvers.program import LIMIT, calculate, run
 
 
 def test_worked_lines_define_quantities_right_to_left():
@@ -26,5 +26,20 @@ def test_arithmetic_and_references():
 @given(st.text(alphabet="0123456789A+-*/() .\n:Theanswrk", max_size=200), st.integers(0, 4))
 def test_calculator_never_raises(text, n):
     subs, final = run(text, n)
-    assert len(subs) == n
-    calculate(text)
+    assert len(subs) == n  # an answer is None or a number's text, within the calculator's limit
+    assert all(a is None or abs(float(a)) <= LIMIT for a in [*subs, final])
+    value = calculate(text)
+    assert value is None or (isinstance(value, float) and abs(value) <= LIMIT)
+
+
+_expressions = st.recursive(
+    st.integers(0, 99).map(str),
+    lambda inner: st.tuples(inner, st.sampled_from(["+", "-", "*"]), inner).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
+    max_leaves=12,
+)
+
+
+@given(_expressions)
+def test_calculator_agrees_with_python_on_arithmetic(expression):
+    exact = eval(expression)  # our own generated text: integers, + - * and parentheses only
+    assert calculate(expression) == (None if abs(exact) > LIMIT else float(exact))

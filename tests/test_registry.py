@@ -4,12 +4,13 @@ import subprocess
 import sys
 
 import pytest
+from helpers import ROOT
 
 from rlrefine.cli import main
 from rlrefine.registry import BUILTIN, build, parse
 
-SOLVER_FILE = "experiments/plugins/calculator_solver.py"
-DECOMPOSER_FILE = "experiments/plugins/dedup_decomposer.py"
+SOLVER_FILE = str(ROOT / "experiments" / "plugins" / "calculator_solver.py")  # absolute: pytest runs from anywhere
+DECOMPOSER_FILE = str(ROOT / "experiments" / "plugins" / "dedup_decomposer.py")
 
 
 @pytest.mark.parametrize(
@@ -137,7 +138,9 @@ def test_entry_points_for_every_kind(tmp_path, monkeypatch, test_rows):
     assert build("solver", "echo").solve(test_rows[:1], [[]])[0].answer == test_rows[0]["answer"]
     assert build("decomposer", "quiet=silent").name == "quiet"
     assert build("reward", "brevity")(None, ["ab"]) == [-0.02]
-    assert "echo" in str(pytest.raises(ValueError, build, "solver", "ech").value)  # listed among the valid ones
+    assert "unknown solver 'ech'; did you mean 'echo'? valid: echo, hf," in str(
+        pytest.raises(ValueError, build, "solver", "ech").value
+    )
 
 
 def test_every_builtin_resolves():

@@ -1,6 +1,7 @@
 """Each built-in reward as a pure function on hand-made completions, and every way to name a plugin."""
 
 import pytest
+from helpers import ROOT
 
 from rlrefine.registry import build
 
@@ -53,7 +54,7 @@ def test_shape_rewards(reward_batch):
 
 def test_plugin_forms(tmp_path, monkeypatch):
     assert resolve("rlrefine.rewards.shape:format_validity")(None, ["No decomposition ."]) == [1.0]
-    example = resolve("rewards/plugin_example.py:novelty", penalty=2.0)
+    example = resolve(f"{ROOT / 'rewards' / 'plugin_example.py'}:novelty", penalty=2.0)  # from any folder
     assert example(None, ["Q1: a ?\nQ2: a ?"], question=["b ?"]) == [-2.0]
     plugin = tmp_path / "my_reward.py"
     plugin.write_text("def short(prompts, completions, **kwargs):\n    return [-len(c) / 100 for c in completions]\n")
@@ -107,12 +108,19 @@ def test_a_broken_plugin_file_is_one_line_and_is_loaded_afresh_once_fixed(tmp_pa
 
 
 def test_solver_reward_takes_a_mapping_spec(reward_batch, tiny_model_dir):
+    from rlrefine.solvers import shared_solver
+
     completions, ids, columns = reward_batch
+    two = resolve("solver", solver={"name": "symbolic", "hops": 2})  # the mapping's settings reach the solver:
+    assert two.__name__ == "solver[hops=2]"  # with hops=1 (the default) this would be [1, 0, 0, 0, 1]
+    assert two(None, completions, ids, **columns) == [1.0, 1.0, 1.0, 0.0, 1.0]
     spec = {"backend": "hf", "model": str(tiny_model_dir), "dtype": "float32", "device": "cpu", "max_tokens": 4}
     reward = resolve("solver", solver=spec)
     assert reward.__name__ == f"solver[hf:{tiny_model_dir}]"
     out = reward(None, completions, ids, **columns)
-    assert len(out) == 5 and all(v in (0.0, 1.0) for v in out)  # a 4-token reply from an untrained model
+    solved = list(shared_solver(spec).memo.values())  # what the reward's solver answered: the model, 4 tokens each
+    assert len(solved) == 4 and all(0 < s.completion_tokens <= 4 and s.error is None for s in solved)
+    assert out == [0.0] * 5  # an untrained model's 4 tokens never state the answer
 
 
 def test_readme_plugin_example_is_the_file():

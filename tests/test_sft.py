@@ -101,6 +101,15 @@ def test_saved_decomposer_runs_through_eval(trained, tmp_path):
     assert cells[0]["tokens"]["decomposer_out"] > 0 and cells[0]["oracle_match"] is not None
 
 
+def test_a_tiny_time_budget_stops_sft_after_one_step_and_still_publishes(tiny_model_dir, tmp_path):
+    out = tmp_path / "budget"
+    argv = ["sft", "--variant", "oracle", "--model_name_or_path", str(tiny_model_dir), "--output_dir", str(out)]
+    assert main([*argv, *FAST[2:], "--max_steps", "10000", "--max_minutes", "1e-9"]) == 0
+    card = json.loads((out / "eval.json").read_text())
+    assert card["training"]["steps"] == 1 and card["validation"]["n"] == 20  # published, with its card
+    assert (out / "config.json").exists() and not (tmp_path / "budget.work").exists()
+
+
 def test_publish_survives_what_a_kill_mid_swap_leaves(trained, tmp_path):
     from rlrefine.trainers import publish
 
@@ -166,7 +175,15 @@ def test_neural_solver_training_and_use(tiny_model_dir, tmp_path):
     )
     report = json.loads((out / "eval.json").read_text())["validation"]
     assert {c["solver"] for c in report["cells"]} == {f"model:{out}"}
-    assert {c["decomposer"] for c in report["cells"]} == {"oracle", "teacher", "none"}
+    assert [c["decomposer"] for c in report["cells"]] == ["oracle", "teacher", "none"] and report["n"] == 20
+    from rlrefine.data import load_split
+    from rlrefine.evaluate import evaluate
+
+    rows = list(load_split("world:small", "validation", 20))  # the card's numbers are this model's, on those rows
+    again = evaluate(rows, ["oracle", "teacher", "none"], [f"model:{out}"], progress=False)["cells"]
+    assert [c["accuracy"] for c in again] == [c["accuracy"] for c in report["cells"]]
+    assert [c["mean_subquestions"] for c in again] == [c["mean_subquestions"] for c in report["cells"]]
+    assert all(c["tokens"]["solver_out"] > 0 and c["errors"] == 0 for c in again)  # the trained model wrote them
 
 
 @pytest.mark.slow
