@@ -136,8 +136,8 @@ def test_server_killed_mid_batch_gives_reported_failures_not_a_hang(tiny_model_d
         box: dict = {}
         worker = threading.Thread(target=lambda: box.update(results=solver.solve(rows, [[] for _ in rows])))
         worker.start()
-        deadline = time.monotonic() + 60
-        while server.completed() < 8 and time.monotonic() < deadline:
+        hang = time.monotonic() + 1800  # no clock decides on a busy machine: a guard against a hang only
+        while server.completed() < 8 and worker.is_alive() and time.monotonic() < hang:
             time.sleep(0.02)
         server.stop()  # SIGKILL, requests in flight
         worker.join(timeout=120)
