@@ -25,6 +25,13 @@ settings.register_profile("dev", print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
 
 
+def pytest_collection_finish(session):
+    """What collection imported (torch, transformers, sympy: millions of objects) is there for the whole session:
+    frozen out of the collector, so the full collection after a test that held a model costs milliseconds."""
+    gc.collect()
+    gc.freeze()
+
+
 def pytest_collection_modifyitems(items):
     """A test on the SFT-trained tiny decomposer (``tiny_decomposer``, ~25 s to build) trains or samples end to end:
     it belongs to the full suite, not to the fast tier (``pytest -m "not slow"``)."""
@@ -46,8 +53,9 @@ def _fresh_process_caches():
         if module in sys.modules and getattr(sys.modules[module], name):
             getattr(sys.modules[module], name).clear()
             held = True
-    if held:  # a cleared cache may have held a model: free it now (a full collection costs ~0.3 s, so only then)
+    if held:  # a cleared cache may have held a model: free it now; what outlives it is session-long, frozen too
         gc.collect()
+        gc.freeze()
 
 
 @pytest.fixture(scope="session")

@@ -36,6 +36,7 @@ def _write(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+@pytest.mark.slow
 @needs_gsm8k
 @pytest.mark.parametrize("split, n", [("test", 1319), ("train", 7473)])
 def test_answer_extractor_agrees_with_gold_on_every_gsm8k_answer(split, n):
@@ -52,6 +53,7 @@ def test_answer_extractor_agrees_with_gold_on_every_gsm8k_answer(split, n):
         assert grade(extract_answer(solver_text), row["answer"], row["metric"]) == 1.0
 
 
+@pytest.mark.slow
 @needs_gsm8k
 def test_gsm8k_socratic_subquestions_are_teacher_decompositions():
     test = load_split("gsm8k:socratic", "test")

@@ -5,6 +5,7 @@ import pytest
 from rlrefine.cli import main
 
 
+@pytest.mark.slow  # the default matrix, the neural solver included, on 200 problems
 def test_eval_end_to_end(world_dir, tmp_path, capsys):
     out = tmp_path / "eval"
     assert main(["eval", "--data", str(world_dir), "--split", "test", "--out", str(out)]) == 0
@@ -131,7 +132,4 @@ def test_world_preset_from_a_config_file(tmp_path):
     assert main(["world", "--preset", "hard", "--out", str(tmp_path / "from-flag")]) == 0
     from_file, from_flag = (load_from_disk(str(tmp_path / d))["test"] for d in ("from-file", "from-flag"))
     assert from_file["context"] == from_flag["context"]
-    from rlrefine.world import generate, world_config
-
-    assert from_file["context"] == generate(world_config("hard"))["test"]["context"]  # the preset, not the default
-    assert set(from_file["depth"]) == {4, 5, 6} and from_file["context"] != generate(world_config())["test"]["context"]
+    assert set(from_file["depth"]) == {4, 5, 6}  # the preset's depths (the default's are 2-4): it was not ignored

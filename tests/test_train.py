@@ -152,7 +152,7 @@ def test_rl_prompts_hold_the_training_domain_only(world):
 def test_config_errors(tmp_path):
     with pytest.raises(
         ValueError,
-        match="unknown algorithm 'ppx'; valid: grpo, rloo, rft",
+        match="unknown algorithm 'ppx'; valid: grpo, rloo, ppo, rft",
     ):
         parse(["--algorithm", "ppx"])
     bad = tmp_path / "bad.yaml"
@@ -255,6 +255,7 @@ def test_quick_config_end_to_end(tmp_path):
     assert "evaluated on different problems (quick n=200, other n=50)" in out.read_text()
 
 
+@pytest.mark.slow  # a new interpreter imports torch and TRL: the fast tier runs train.py by path in test_layout
 def test_train_script_errors_are_one_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("learning_rat: 0.1\n")
