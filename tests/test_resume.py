@@ -24,6 +24,19 @@ def _facts(run, stage: str = "rl") -> dict:
     return json.loads((run / stage / "eval.json").read_text())["training"]
 
 
+def test_the_newest_complete_checkpoint_is_resumed_from(tmp_path):
+    """By step number (checkpoint-10 is newer than checkpoint-9), and only one whose trainer state is whole (a kill
+    mid-save leaves it torn or missing)."""
+    from rlrefine.trainers import last_checkpoint
+
+    assert last_checkpoint(tmp_path / "absent") is None and last_checkpoint(tmp_path) is None
+    for step, state in [(2, "{}"), (9, "{}"), (10, '{"global_step": 10}'), (12, '{"global_step": 1'), (14, None)]:
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        if state is not None:
+            (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
+    assert last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-10")
+
+
 @pytest.mark.slow
 def test_killed_in_sft_the_run_resumes_there_and_overwrite_starts_over(tiny_model_dir, tmp_path, kill_at_checkpoint):
     run = tmp_path / "run"
