@@ -30,6 +30,8 @@ from rlrefine.pipeline import decompose, solve_and_grade
 from rlrefine.registry import check
 from rlrefine.solvers import DEFAULT_SOLVERS, Solver, make_solver
 
+SCHEMA = 2  # results.json layout: 2 added per-cell first_error and this field (rlrefine report refuses others)
+
 # USD per 1M tokens (input, output). Teacher and solver at GPT-3.5-turbo list price, as in the paper's cost
 # columns; a distilled student at the price of serving a small model. Override with --prices FILE.yaml.
 DEFAULT_PRICES: dict[str, tuple[float, float]] = {
@@ -148,6 +150,7 @@ def evaluate(
                     write_json(cell_path, cell)
             cells.append(priced(cell, dec, solver, prices))
     results = {
+        "schema": SCHEMA,
         "n": len(rows),
         "rows_key": key,
         "prices_usd_per_1M": prices,

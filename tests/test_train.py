@@ -234,20 +234,14 @@ def test_quick_config_end_to_end(tmp_path):
     saved = parse(["--config", str(tmp_path / "quick" / "config.yaml")])
     given = parse(["--config", str(ROOT / "configs" / "quick.yaml"), "--run_dir", str(tmp_path / "quick")])
     assert saved[0] == given[0] and saved[2] == given[2] and saved[1].to_dict() == given[1].to_dict()
-    # the seeds/algorithms ablation table reads finished runs (here the same run twice)
-    run = str(tmp_path / "quick")
-    out = tmp_path / "compare.md"
-    subprocess.run([sys.executable, str(ROOT / "experiments" / "compare.py"), run, run, "--out", str(out)], check=True)
-    text = out.read_text()
-    hops1 = f"| rl-grpo | hops=1 | 2 | {acc['rl-grpo', 'hops=1']:.3f} |"
-    assert text.startswith("# 2 runs: quick, quick") and hops1 in text and out.with_suffix(".png").stat().st_size > 0
-    assert "Warning" not in text
-    other = tmp_path / "other"  # the same run as if evaluated on other problems: the table says so
-    other.mkdir()
-    moved = {**json.loads((tmp_path / "quick" / "results.json").read_text()), "rows_key": "elsewhere", "n": 50}
-    (other / "results.json").write_text(json.dumps(moved))
-    subprocess.run([sys.executable, str(ROOT / "experiments" / "compare.py"), run, str(other), "--out", str(out)])
-    assert "evaluated on different problems (quick n=200, other n=50)" in out.read_text()
+    # the cross-run report reads finished runs (here the same run twice: one group of two "seeds")
+    out = tmp_path / "report"
+    from rlrefine.cli import main as cli
+
+    assert cli(["report", str(tmp_path / "quick"), str(tmp_path / "quick"), "--out", str(out)]) == 0
+    text = (out / "report.md").read_text()
+    assert f"| rl-grpo | {acc['rl-grpo', 'hops=1']:.3f} |" in text and "| grpo | quick, quick (2) | 200 |" in text
+    assert (out / "curves.png").stat().st_size > 0 and "different problems" not in text
 
 
 def test_train_script_errors_are_one_line(tmp_path):
