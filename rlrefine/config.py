@@ -185,7 +185,8 @@ def _defaults(algorithm: str) -> dict:
     values = {}
     for cls in (PipelineArgs, trl_config_class(algorithm), ModelConfig):
         for f in fields(cls):
-            values[f.name] = f.default if f.default is not MISSING else None
+            factory = f.default_factory if f.default_factory is not MISSING else lambda: None
+            values[f.name] = f.default if f.default is not MISSING else factory()
     return {**values, **defaults_for(algorithm)}
 
 
@@ -221,6 +222,9 @@ def preflight(args: PipelineArgs) -> None:
     for split in ("train", args.eval_split):
         if split not in splits:
             raise UsageError(f"dataset {args.data!r} has no split {split!r}; it has: {', '.join(splits)}")
+    domains = sorted(set(splits["train"]["domain"]))
+    if args.train_domain and args.train_domain not in domains:
+        raise UsageError(f"dataset {args.data!r} has no domain {args.train_domain!r}; valid: {', '.join(domains)}")
     rows = list(splits[args.eval_split].select(range(min(50, len(splits[args.eval_split])))))
     require(f"decomposer {args.teacher!r}", check("decomposer", args.teacher), rows, repr(args.data))
     solvers = list(dict.fromkeys([args.train_solver, *(args.eval_solvers or DEFAULT_SOLVERS)]))

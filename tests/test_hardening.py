@@ -96,6 +96,7 @@ def test_own_jsonl_trains_and_evaluates_end_to_end(own_data, tmp_path):
         (["--eval_split", "dev"], "dataset 'world:small' has no split 'dev'; it has: train, validation, test"),
         (["--sft", "{max_step: 3}"], "unknown sft setting(s): max_step"),
         (["--sft_variant", "sd-x"], "unknown sft_variant 'sd-x'; valid: sd-t, sd-r, oracle"),
+        (["--train_domain", "cars"], "dataset 'world:small' has no domain 'cars'; valid: marbles, money"),
         (["--rewards", "[{name: solver, weight: heavy}]"], "reward 'solver': weight must be a number, got 'heavy'"),
     ],
 )
