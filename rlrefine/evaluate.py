@@ -22,11 +22,12 @@ from pathlib import Path
 import yaml
 
 from rlrefine.atomic import write_json, write_text
-from rlrefine.decomposers import Decomposer, make_decomposer
+from rlrefine.decomposers import Decomposer, check_rows, make_decomposer
 from rlrefine.format import parse
 from rlrefine.grading import grade
 from rlrefine.pipeline import decompose, solve_and_grade
 from rlrefine.solvers import DEFAULT_SOLVERS, Solver, make_solver
+from rlrefine.types import UsageError
 
 # USD per 1M tokens (input, output). Teacher and solver at GPT-3.5-turbo list price, as in the paper's cost
 # columns; a distilled student at the price of serving a small model. Override with --prices FILE.yaml.
@@ -112,12 +113,25 @@ def evaluate(
     prices: Mapping[str, Sequence[float]] | None = None,
     batch_size: int = 64,
     progress: bool = True,
+    skip_unfit: bool = False,
 ) -> dict:
-    """Evaluate every cell; with ``out``, cache and resume, and write results.json and results.md there."""
+    """Evaluate every cell; with ``out``, cache and resume, and write results.json and results.md there.
+
+    A decomposer that refuses these problems (the oracle where they have no gold sub-questions) fails the call
+    before any work, or with ``skip_unfit`` (a default matrix) is left out with a note in the results."""
     prices = {**DEFAULT_PRICES, **(prices or {})}
     decomposers = [make_decomposer(d) for d in decomposers]  # resolve all names before any work
     solvers = [make_solver(s) for s in solvers]
     rows = list(rows)
+    notes = []
+    for dec in list(decomposers):
+        try:
+            check_rows(dec, rows)
+        except UsageError as exc:
+            if not skip_unfit:
+                raise
+            decomposers.remove(dec)
+            notes.append(f"{dec.name} left out: {exc}")
     key = rows_key(rows)
     out = Path(out) if out else None
     cells, timings = [], {}
@@ -143,6 +157,7 @@ def evaluate(
         "prices_usd_per_1M": prices,
         "decompose_seconds": timings,
         "cells": cells,
+        **({"notes": notes} if notes else {}),
     }
     if out:
         write_json(out / "results.json", results)
@@ -197,7 +212,9 @@ def report(results: Mapping) -> str:
     decs = list(dict.fromkeys(c["decomposer"] for c in cells))
     sols = list(dict.fromkeys(c["solver"] for c in cells))
     acc = {(c["decomposer"], c["solver"]): c for c in cells}
-    lines = [f"# Evaluation ({results['n']} problems)", "", "Accuracy", ""]
+    lines = [f"# Evaluation ({results['n']} problems)", ""]
+    lines += [*(f"Note: {note}" for note in results.get("notes", [])), *([""] if results.get("notes") else [])]
+    lines += ["Accuracy", ""]
     lines += ["| decomposer | " + " | ".join(sols) + " | mean |", "|---" * (len(sols) + 2) + "|"]
     for d in decs:
         row = [acc[d, s]["accuracy"] for s in sols if (d, s) in acc]
