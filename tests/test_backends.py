@@ -56,6 +56,8 @@ def test_decomposer_and_cache_hit_on_rerun(served, test_rows, tmp_path):
     assert (
         first.name == f"openai:{served.model}@{served.url}" and first.price_key == "student"
     )  # served from a local folder
+    short = make_decomposer(f"openai:{served.model}@{served.url}")  # the same, spelled as a string
+    assert (short.price_key, short.demonstration, first.demonstration) == ("student", False, False)
     second = make_decomposer(spec)
     out2 = second.decompose(rows)
     assert second.engine.stats["cache_hits"] == 6 and second.engine.stats["requests"] == 0

@@ -22,8 +22,8 @@ def make_decomposer(spec: str | Mapping | Decomposer) -> Decomposer:
 
 
 def check_rows(decomposer: Decomposer, rows: Sequence[Mapping]) -> None:
-    """Let a decomposer refuse data it cannot decompose, on the whole split and before any work: the oracle on
-    problems without gold sub-questions (a batch of depth-1 world problems has none either, and is fine)."""
+    """Let a decomposer refuse data it cannot decompose, on the whole split and before any work (the oracle on
+    problems without gold sub-questions)."""
     check = getattr(decomposer, "check", None)
     if callable(check):
         check(rows)

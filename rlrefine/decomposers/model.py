@@ -77,7 +77,8 @@ def _backend(backend: str):
         trained (the paper's instruction) and priced as one; anything else (a hub id, a served or hosted model) is a
         ``teacher``: priced as one, and shown the worked example first. ``price_key`` and ``demonstration`` override."""
         engine = make_engine(backend, model, "decomposer", **options)
-        student = os.path.isdir(str(model))
+        served = str(model).rpartition("@")[0] if backend == "openai" else ""  # openai:FOLDER@URL serves a folder
+        student = os.path.isdir(served or str(model))
         demonstration = not student if demonstration is None else demonstration
         return ModelDecomposer(engine, None, None, price_key or ("student" if student else "teacher"), demonstration)
 
