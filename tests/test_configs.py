@@ -25,7 +25,7 @@ CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 GSM8K = Path(os.environ.get("RLREFINE_GSM8K_DIR") or ROOT.parent / "shared" / "data" / "gsm8k")
 BACKENDS = {"hf", "vllm", "openai"}
 SPEC_KEYS = {"teacher": "decomposer", "decomposer": "decomposer", "train_solver": "solver", "eval_solvers": "solver"}
-TINY_RUN = {"eval_limit": 4, "train_limit": 8, "pass_k": 2}  # a few problems
+TINY_RUN = {"eval_limit": 4, "train_limit": 4, "pass_k": 2}  # a few problems
 # a few small steps, one checkpoint saved
 TINY_TRAINING = {"max_steps": 2, "save_steps": 2, "logging_steps": 1, "gradient_accumulation_steps": 1}
 GPU_ONLY = {"use_vllm": False, "bf16": False, "fp16": False}  # what a CPU cannot run; everything else runs as written
@@ -59,7 +59,7 @@ def cpu_standin(config: Path, out: Path, served: dict[str, Served] | None = None
         if role == "decomposer" and not os.path.isdir(real.rpartition("@")[0] or real):
             settings.update(price_key="teacher", demonstration=True)  # as the real teacher is prompted and priced
         real_models.append(real)
-        settings.update(model=server.model, base_url=server.url, max_tokens=32, timeout=300)  # a CPU serves slowly
+        settings.update(model=server.model, base_url=server.url, max_tokens=24, timeout=300)  # a CPU serves slowly
         swapped = {"name": "openai", **settings}
         return (
             yaml.safe_dump(swapped, default_flow_style=True, width=10**6).strip() if isinstance(spec, str) else swapped
