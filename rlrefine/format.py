@@ -127,7 +127,7 @@ DECOMPOSER_INSTRUCTION = (
 
 
 # A worked example shown to teacher LLMs before the question, as the paper's few-shot prompt does. SmolLM2-135M-Instruct
-# on 100 GSM8K test problems wrote a parseable decomposition for 0 of them without it, 96 with it (README, Numbers).
+# on 100 GSM8K test problems wrote a parseable decomposition for 0 of them without it, 98 with it (README, Numbers).
 # A second example answered "No decomposition ." made it answer that to every question, so there is one.
 DEMONSTRATION = (
     "A shop sells pens at $2 each. Tom buys 3 pens and pays with a $10 bill. How much change does he get?",
