@@ -27,6 +27,7 @@ from rlrefine.decomposers import Decomposer, make_decomposer
 from rlrefine.format import parse
 from rlrefine.grading import grade
 from rlrefine.pipeline import decompose, solve_and_grade
+from rlrefine.protocols import UsageError
 from rlrefine.registry import check
 from rlrefine.solvers import DEFAULT_SOLVERS, Solver, make_solver
 
@@ -118,14 +119,25 @@ def evaluate(
     prices: Mapping[str, Sequence[float]] | None = None,
     batch_size: int = 64,
     progress: bool = True,
+    skip_unfit: bool = False,
 ) -> dict:
-    """Evaluate every cell; with ``out``, cache and resume, and write results.json and results.md there."""
+    """Evaluate every cell; with ``out``, cache and resume, and write results.json and results.md there.
+
+    A decomposer that refuses these problems (the oracle where they have no gold sub-questions) fails the call
+    before any work, or with ``skip_unfit`` (a default matrix) is left out with a note in the results."""
     prices = {**DEFAULT_PRICES, **(prices or {})}
     rows = list(rows)
+    notes = []
     for kind, specs in (("decomposer", decomposers), ("solver", solvers)):  # before any model loads
-        for spec in specs:
+        for spec in list(specs):
             needs = check(kind, spec) if isinstance(spec, (str, Mapping)) else getattr(spec, "requires", ())
-            require(f"{kind} {spec if isinstance(spec, str) else spec.name!r}", needs, rows, "the evaluated data")
+            try:
+                require(f"{kind} {spec if isinstance(spec, str) else spec.name!r}", needs, rows, "the evaluated data")
+            except UsageError as exc:
+                if not (skip_unfit and kind == "decomposer"):
+                    raise
+                decomposers = [d for d in decomposers if d is not spec]
+                notes.append(f"{spec if isinstance(spec, str) else spec.name} left out: {exc}")
     decomposers = [make_decomposer(d) for d in decomposers]  # resolve all names before any work
     solvers = [make_solver(s) for s in solvers]
     for solver in solvers:  # what only the built solver knows (a model solver that calculates over world stories)
@@ -156,6 +168,7 @@ def evaluate(
         "prices_usd_per_1M": prices,
         "decompose_seconds": timings,
         "cells": cells,
+        **({"notes": notes} if notes else {}),
     }
     if out:
         write_json(out / "results.json", results)
@@ -210,7 +223,9 @@ def report(results: Mapping) -> str:
     decs = list(dict.fromkeys(c["decomposer"] for c in cells))
     sols = list(dict.fromkeys(c["solver"] for c in cells))
     acc = {(c["decomposer"], c["solver"]): c for c in cells}
-    lines = [f"# Evaluation ({results['n']} problems)", "", "Accuracy", ""]
+    lines = [f"# Evaluation ({results['n']} problems)", ""]
+    lines += [*(f"Note: {note}" for note in results.get("notes", [])), *([""] if results.get("notes") else [])]
+    lines += ["Accuracy", ""]
     lines += ["| decomposer | " + " | ".join(sols) + " | mean |", "|---" * (len(sols) + 2) + "|"]
     for d in decs:
         row = [acc[d, s]["accuracy"] for s in sols if (d, s) in acc]

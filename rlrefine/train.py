@@ -92,8 +92,12 @@ def eval_stage(args: PipelineArgs, run: Path, sft: Path, rl: Path, seed: int) ->
         for label, path in (("sft", sft), (f"rl-{args.algorithm}", rl))
     ]
     results = evaluate(
-        rows, ["none", "oracle", args.teacher, *students], args.eval_solvers or DEFAULT_SOLVERS, run / "eval"
-    )
+        rows,
+        ["none", "oracle", args.teacher, *students],
+        args.eval_solvers or DEFAULT_SOLVERS,
+        run / "eval",
+        skip_unfit=True,
+    )  # skip_unfit: on data without gold sub-questions the oracle is left out, with a note
     results["pass_at_k"] = {s.name: pass_at_k(s, rows, args.train_solver, args.pass_k, seed=seed) for s in students}
     write_json(run / "results.json", results)
     write_text(run / "results.md", report(results))

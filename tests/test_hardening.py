@@ -121,7 +121,7 @@ def test_world_solvers_refuse_data_without_a_world_at_start(tmp_path, capsys):
     )
     assert not run.exists()
     assert cli(["eval", "--data", str(folder / "test.jsonl"), "--out", str(tmp_path / "e")]) == 2
-    assert "decomposer 'teacher' needs world problems (a 'graph' column); the evaluated data has none" in _error(capsys)
+    assert "decomposer 'oracle' needs gold sub-questions (a 'subquestions' column); the evaluated data has none" in _error(capsys)
 
 
 def test_failed_cells_carry_their_count_and_first_error(test_rows, tmp_path):

@@ -188,7 +188,8 @@ def test_killed_rl_run_resumes(tiny_decomposer, tmp_path, kill_at_checkpoint):
 
 @pytest.mark.slow
 def test_two_processes_on_cpu(tiny_decomposer, tmp_path):
-    """`accelerate launch --multi_gpu --num_processes 2` on a CPU runs two gloo processes (`--cpu` would run one)."""
+    """configs/accelerate/multi_gpu.yaml rehearsed: with two processes and bf16 off it runs two gloo processes on a CPU
+    (the same as `--multi_gpu --num_processes 2`; `--cpu` would run one)."""
     run = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     with socket.socket() as probe:  # a free port: accelerate's default 29500 may be taken by another job
@@ -198,16 +199,13 @@ def test_two_processes_on_cpu(tiny_decomposer, tmp_path):
         sys.executable,  # this interpreter's accelerate, whether or not its venv is on PATH
         "-m",
         "accelerate.commands.launch",
+        "--config_file",
+        str(ROOT / "configs" / "accelerate" / "multi_gpu.yaml"),
         "--main_process_port",
         str(port),
-        "--multi_gpu",
         "--num_processes",
         "2",
-        "--num_machines",
-        "1",
         "--mixed_precision",
-        "no",
-        "--dynamo_backend",
         "no",
         str(ROOT / "rlrefine" / "train.py"),
         "--decomposer",
