@@ -44,7 +44,8 @@ def train(run: Path, argv: list[str], args: argparse.Namespace) -> Path:
         flags = [i for i, a in enumerate(QUICK) if a.startswith("--")] + [len(QUICK)]
         common += [a for i, j in zip(flags, flags[1:]) if QUICK[i][2:] in valid for a in QUICK[i:j]]
     resume = ["--resume"] if (run / "config.yaml").exists() and any(run.iterdir()) else []
-    main([*common, *argv, "--run_dir", str(run), *resume])
+    shared = ["--eval_cache", str(args.out / "eval-cache")]  # the baselines' cells are computed once, not per run
+    main([*common, *argv, "--run_dir", str(run), *shared, *resume])
     return run
 
 

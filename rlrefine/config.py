@@ -127,6 +127,9 @@ class PipelineArgs:
     eval_limit: int | None = field(default=1000)
     eval_solvers: list[str] | None = field(default=None, metadata={"help": "default: the default solver set"})
     pass_k: int = field(default=8, metadata={"help": "pass@k of SFT and RL decomposers with the training solver"})
+    eval_cache: str | None = field(
+        default=None, metadata={"help": "an evaluation cache shared by runs (default: RUN/eval); cells are reused"}
+    )
     resume: bool = field(default=False, metadata={"help": "continue a killed run in run_dir"})
     overwrite: bool = field(default=False, metadata={"help": "delete run_dir and start over"})
 
@@ -172,7 +175,8 @@ def run_config(argv: list[str], args: PipelineArgs, trl_args, model_args) -> dic
     that the config file, the flags or our defaults chose (not TRL's hundred-odd untouched or derived ones)."""
     _, file_config, defaults = _sources(argv)
     chosen = {*file_config, *defaults, *(a[2:].split("=")[0] for a in argv if a.startswith("--"))}
-    config = {k: v for k, v in asdict(args).items() if k not in ("overwrite", "resume")}  # how, not what, to run
+    how = ("overwrite", "resume", "eval_cache")  # how, not what, to run
+    config = {k: v for k, v in asdict(args).items() if k not in how}
     for given in (trl_args.to_dict(), asdict(model_args)):
         config.update({k: v for k, v in given.items() if k in chosen and k not in config and k != "output_dir"})
     return config

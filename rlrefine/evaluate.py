@@ -120,8 +120,11 @@ def evaluate(
     batch_size: int = 64,
     progress: bool = True,
     skip_unfit: bool = False,
+    cache: str | Path | None = None,
 ) -> dict:
-    """Evaluate every cell; with ``out``, cache and resume, and write results.json and results.md there.
+    """Evaluate every cell; with ``out``, cache and resume, and write results.json and results.md there. The cache
+    (``out/cache`` unless ``cache`` names a folder that several evaluations share) is keyed by the rows, the exact
+    decomposer and the exact solver, so a shared one only ever hands back the same cell.
 
     A decomposer that refuses these problems (the oracle where they have no gold sub-questions) fails the call
     before any work, or with ``skip_unfit`` (a default matrix) is left out with a note in the results."""
@@ -144,15 +147,16 @@ def evaluate(
         require(f"solver {solver.name!r}", getattr(solver, "requires", ()), rows, "the evaluated data")
     key = rows_key(rows)
     out = Path(out) if out else None
+    shelf = Path(cache) if cache else out / "cache" if out else None
     cells, timings = [], {}
     for dec in decomposers:
-        cache = out / "cache" / key / f"{cache_name(dec)}.jsonl" if out else None
+        cache = shelf / key / f"{cache_name(dec)}.jsonl" if shelf else None
         start = time.perf_counter()
         decomposed = decompose(dec, rows, batch_size, cache=cache, progress=progress)
         timings[dec.name] = time.perf_counter() - start
         parsed = [parse(d.text) for d in decomposed]
         for solver in solvers:
-            cell_path = out / "cache" / key / f"{cache_name(dec)}__{cache_name(solver)}.json" if out else None
+            cell_path = shelf / key / f"{cache_name(dec)}__{cache_name(solver)}.json" if shelf else None
             if cell_path and cell_path.exists():
                 cell = json.loads(cell_path.read_text())
             else:
