@@ -15,6 +15,10 @@ COMMANDS = {
     "pretrain": ("rlrefine.pretrain:main", "pretrain the tiny base model on world text (a one-off)"),
     "sft": ("rlrefine.sft:main", "distill a decomposer (sd-t, sd-r, oracle) or a solver (onehop, se-t, se-a)"),
     "teach": ("rlrefine.teach:main", "teacher decompositions of a dataset with any backend (SD-T, SD-R with --solver)"),
+    "report": (
+        "rlrefine.report:main",
+        "how finished runs' decomposers hold up across solvers and seeds (report.md, pictures)",
+    ),
     "train": (
         "rlrefine.train:main",
         "the whole pipeline in one process (accelerate launch rlrefine/train.py for more)",

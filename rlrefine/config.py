@@ -127,6 +127,9 @@ class PipelineArgs:
     eval_limit: int | None = field(default=1000)
     eval_solvers: list[str] | None = field(default=None, metadata={"help": "default: the default solver set"})
     pass_k: int = field(default=8, metadata={"help": "pass@k of SFT and RL decomposers with the training solver"})
+    eval_cache: str | None = field(
+        default=None, metadata={"help": "an evaluation cache shared by runs (default: RUN/eval); cells are reused"}
+    )
     resume: bool = field(default=False, metadata={"help": "continue a killed run in run_dir"})
     overwrite: bool = field(default=False, metadata={"help": "delete run_dir and start over"})
 
@@ -172,7 +175,8 @@ def run_config(argv: list[str], args: PipelineArgs, trl_args, model_args) -> dic
     that the config file, the flags or our defaults chose (not TRL's hundred-odd untouched or derived ones)."""
     _, file_config, defaults = _sources(argv)
     chosen = {*file_config, *defaults, *(a[2:].split("=")[0] for a in argv if a.startswith("--"))}
-    config = {k: v for k, v in asdict(args).items() if k not in ("overwrite", "resume")}  # how, not what, to run
+    how = ("overwrite", "resume", "eval_cache")  # how, not what, to run
+    config = {k: v for k, v in asdict(args).items() if k not in how}
     for given in (trl_args.to_dict(), asdict(model_args)):
         config.update({k: v for k, v in given.items() if k in chosen and k not in config and k != "output_dir"})
     return config
@@ -185,7 +189,8 @@ def _defaults(algorithm: str) -> dict:
     values = {}
     for cls in (PipelineArgs, trl_config_class(algorithm), ModelConfig):
         for f in fields(cls):
-            values[f.name] = f.default if f.default is not MISSING else None
+            factory = f.default_factory if f.default_factory is not MISSING else lambda: None
+            values[f.name] = f.default if f.default is not MISSING else factory()
     return {**values, **defaults_for(algorithm)}
 
 
@@ -221,6 +226,9 @@ def preflight(args: PipelineArgs) -> None:
     for split in ("train", args.eval_split):
         if split not in splits:
             raise UsageError(f"dataset {args.data!r} has no split {split!r}; it has: {', '.join(splits)}")
+    domains = sorted(set(splits["train"]["domain"]))
+    if args.train_domain and args.train_domain not in domains:
+        raise UsageError(f"dataset {args.data!r} has no domain {args.train_domain!r}; valid: {', '.join(domains)}")
     rows = list(splits[args.eval_split].select(range(min(50, len(splits[args.eval_split])))))
     require(f"decomposer {args.teacher!r}", check("decomposer", args.teacher), rows, repr(args.data))
     solvers = list(dict.fromkeys([args.train_solver, *(args.eval_solvers or DEFAULT_SOLVERS)]))

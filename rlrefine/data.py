@@ -160,13 +160,21 @@ def load_split(data: str, split: str = "test", limit: int | None = None, domain:
     return ds if limit is None else ds.select(range(min(limit, len(ds))))
 
 
+NEEDS = {  # a column a solver or decomposer reads -> what it is, and what to use where data lacks it
+    "graph": ("world problems (a 'graph' column)", "use a model (hf:, vllm:, openai:) or a plugin that reads the text"),
+    "subquestions": (
+        "gold sub-questions (a 'subquestions' column)",
+        "use data that has them (world, gsm8k:socratic, a JSONL with 'subquestions')",
+    ),
+}
+
+
 def require(what: str, requires: Sequence[str], rows: Sequence[Mapping], source: str) -> None:
-    """Refuse, in one line, a solver or decomposer on rows that lack what it reads (symbolic solvers and the flawed
-    teacher read the world's gold ``graph``): better than a matrix of 0.000 cells whose every row failed."""
-    sample = rows[:50]
-    missing = [c for c in requires if not any(row.get(c) for row in sample)]
-    if missing:
-        raise UsageError(
-            f"{what} needs world problems (a {missing[0]!r} column); {source} has none: use a model (hf:, vllm:, "
-            "openai:) or a plugin that reads the text"
-        )
+    """Refuse, in one line, a solver or decomposer on rows none of which hold what it reads (symbolic solvers and the
+    flawed teacher read the world's ``graph``, the oracle gold ``subquestions``): better than a matrix of 0.000
+    cells whose every row failed, or an oracle that is ``none`` under another name."""
+    for needed in requires:  # "a|b": either column will do
+        columns = needed.split("|")
+        if not any(row.get(c) for row in rows for c in columns):
+            need, instead = NEEDS.get(columns[0], (f"a {columns[0]!r} column", "use data that has it"))
+            raise UsageError(f"{what} needs {need}; {source} has none: {instead}")

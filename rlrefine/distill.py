@@ -1,7 +1,8 @@
 """Distillation data, as TRL prompt-completion conversations.
 
-Decomposer data (the paper's SD-*): ``sd-t`` all teacher decompositions; ``sd-r`` only those that led the
-filter solver to the gold answer (rejection sampling); ``oracle`` gold decompositions (the learnability
+Decomposer data (the paper's SD-*): ``sd-t`` all teacher decompositions, flaws included (a teacher reply that holds
+no decomposition at all, ``format.parse(...).parseable`` false, is left out and counted in the log, as in
+``rlrefine teach``); ``sd-r`` only those that led the filter solver to the gold answer (rejection sampling); ``oracle`` gold decompositions (the learnability
 check). Solver data (SE-*): ``onehop`` gold decompositions answered one hop at a time (the neural solver of
 the default solver set); ``se-t`` the teacher's decompositions with the teacher solver's worked sub-answers
 and answer; ``se-a`` the teacher's decompositions with the gold final answer only.
@@ -14,6 +15,7 @@ from collections.abc import Mapping, Sequence
 
 from datasets import Dataset
 
+from rlrefine.data import require
 from rlrefine.decomposers import make_decomposer
 from rlrefine.format import decomposer_messages, parse, solver_messages
 from rlrefine.grading import grade
@@ -53,9 +55,17 @@ def decomposer_dataset(
     if not rows:
         raise ValueError("no training problems: the training split is empty")
     source = make_decomposer("oracle" if variant == "oracle" else teacher)
+    require(f"decomposer {source.name!r}", getattr(source, "requires", ()), rows, "the training data")
     rows, decomposed = _answered(rows, source.decompose(rows))
+    parsed = [parse(d.text) for d in decomposed]
+    if variant != "oracle" and not all(p.parseable for p in parsed):
+        kept = [(row, d, p) for row, d, p in zip(rows, decomposed, parsed) if p.parseable]
+        if not kept:
+            raise ValueError(f"no teacher reply held a decomposition, e.g. {decomposed[0].text[:200]!r}")
+        log.warning("%d of %d teacher replies held no decomposition; left out", len(rows) - len(kept), len(rows))
+        rows, decomposed, parsed = (list(x) for x in zip(*kept))
     texts = [d.text for d in decomposed]
-    results = solve_unique(make_solver(filter_solver), rows, [parse(t).subquestions for t in texts])
+    results = solve_unique(make_solver(filter_solver), rows, [p.subquestions for p in parsed])
     correct = [grade(r.answer, row["answer"], row["metric"]) == 1.0 for r, row in zip(results, rows)]
     examples = [
         {
@@ -81,6 +91,7 @@ def solver_dataset(
     if not rows:
         raise ValueError("no training problems: the training split is empty")
     source = make_decomposer("oracle" if variant == "onehop" else teacher)
+    require(f"decomposer {source.name!r}", getattr(source, "requires", ()), rows, "the training data")
     rows, decomposed = _answered(rows, source.decompose(rows))
     subs = [parse(d.text).subquestions for d in decomposed]
     if variant == "se-a":

@@ -31,6 +31,8 @@ from rlrefine.protocols import UsageError
 from rlrefine.registry import check
 from rlrefine.solvers import DEFAULT_SOLVERS, Solver, make_solver
 
+SCHEMA = 2  # results.json layout: 2 added per-cell first_error and this field (rlrefine report refuses others)
+
 # USD per 1M tokens (input, output). Teacher and solver at GPT-3.5-turbo list price, as in the paper's cost
 # columns; a distilled student at the price of serving a small model. Override with --prices FILE.yaml.
 DEFAULT_PRICES: dict[str, tuple[float, float]] = {
@@ -116,31 +118,45 @@ def evaluate(
     prices: Mapping[str, Sequence[float]] | None = None,
     batch_size: int = 64,
     progress: bool = True,
+    skip_unfit: bool = False,
+    cache: str | Path | None = None,
 ) -> dict:
-    """Evaluate every cell; with ``out``, cache and resume, and write results.json and results.md there."""
+    """Evaluate every cell; with ``out``, cache and resume, and write results.json and results.md there. The cache
+    (``out/cache`` unless ``cache`` names a folder that several evaluations share) is keyed by the rows, the exact
+    decomposer and the exact solver, so a shared one only ever hands back the same cell.
+
+    A decomposer that refuses these problems (the oracle where they have no gold sub-questions) fails the call
+    before any work, or with ``skip_unfit`` (a default matrix) is left out with a note in the results."""
     prices = {**DEFAULT_PRICES, **(prices or {})}
     rows = list(rows)
+    notes = []
     for kind, specs in (("decomposer", decomposers), ("solver", solvers)):  # before any model loads
-        for spec in specs:
+        for spec in list(specs):
             needs = check(kind, spec) if isinstance(spec, (str, Mapping)) else getattr(spec, "requires", ())
-            require(
-                f"{kind} {spec if isinstance(spec, (str, Mapping)) else spec.name!r}", needs, rows, "the evaluated data"
-            )
+            what = spec if isinstance(spec, (str, Mapping)) else spec.name
+            try:
+                require(f"{kind} {what!r}", needs, rows, "the evaluated data")
+            except UsageError as exc:
+                if not (skip_unfit and kind == "decomposer"):
+                    raise
+                decomposers = [d for d in decomposers if d is not spec]
+                notes.append(f"{what} left out: {exc}")
     decomposers = [make_decomposer(d) for d in decomposers]  # resolve all names before any work
     solvers = [make_solver(s) for s in solvers]
     for solver in solvers:  # what only the built solver knows (a model solver that calculates over world stories)
         require(f"solver {solver.name!r}", getattr(solver, "requires", ()), rows, "the evaluated data")
     key = rows_key(rows)
     out = Path(out) if out else None
+    shelf = Path(cache) if cache else out / "cache" if out else None
     cells, timings = [], {}
     for dec in decomposers:
-        cache = out / "cache" / key / f"{cache_name(dec)}.jsonl" if out else None
+        cache = shelf / key / f"{cache_name(dec)}.jsonl" if shelf else None
         start = time.perf_counter()
         decomposed = decompose(dec, rows, batch_size, cache=cache, progress=progress)
         timings[dec.name] = time.perf_counter() - start
         parsed = [parse(d.text) for d in decomposed]
         for solver in solvers:
-            cell_path = out / "cache" / key / f"{cache_name(dec)}__{cache_name(solver)}.json" if out else None
+            cell_path = shelf / key / f"{cache_name(dec)}__{cache_name(solver)}.json" if shelf else None
             if cell_path and cell_path.exists():
                 cell = json.loads(cell_path.read_text())
             else:
@@ -150,11 +166,13 @@ def evaluate(
                     write_json(cell_path, cell)
             cells.append(priced(cell, dec, solver, prices))
     results = {
+        "schema": SCHEMA,
         "n": len(rows),
         "rows_key": key,
         "prices_usd_per_1M": prices,
         "decompose_seconds": timings,
         "cells": cells,
+        **({"notes": notes} if notes else {}),
     }
     if out:
         write_json(out / "results.json", results)
@@ -209,7 +227,9 @@ def report(results: Mapping) -> str:
     decs = list(dict.fromkeys(c["decomposer"] for c in cells))
     sols = list(dict.fromkeys(c["solver"] for c in cells))
     acc = {(c["decomposer"], c["solver"]): c for c in cells}
-    lines = [f"# Evaluation ({results['n']} problems)", "", "Accuracy", ""]
+    lines = [f"# Evaluation ({results['n']} problems)", ""]
+    lines += [*(f"Note: {note}" for note in results.get("notes", [])), *([""] if results.get("notes") else [])]
+    lines += ["Accuracy", ""]
     lines += ["| decomposer | " + " | ".join(sols) + " | mean |", "|---" * (len(sols) + 2) + "|"]
     for d in decs:
         row = [acc[d, s]["accuracy"] for s in sols if (d, s) in acc]

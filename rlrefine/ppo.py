@@ -5,9 +5,10 @@ TRL 1.16 has no PPOTrainer (removed in 1.13; the last one took a reward *model*,
 a sample), the clipped policy loss, several epochs over each batch of rollouts (``num_iterations``), logging,
 accelerate and PEFT. What PPO changes is ours:
 
-- the critic: a value model (a token-classification head on a copy of the policy's backbone, initialised from the
-  start decomposer or from ``critic_model``) trained with a clipped value loss beside the policy, in the same
-  optimizer (its own learning rate), checkpointed with the run and restored by ``--resume``;
+- the critic: a separate value model (a token-classification head on a copy of the policy's backbone, initialised
+  from the start decomposer or from ``critic_model``), or with ``critic: shared`` a value head on the policy's own
+  backbone; trained with a clipped value loss beside the policy, in the same optimizer (its own learning rate),
+  checkpointed with the run and restored by ``--resume``;
 - the advantages: GAE(gamma, lambda) over the critic's per-token values, with the sequence reward at the last token and
   an optional per-token KL penalty to the reference policy in the reward (classic RLHF PPO), whitened per batch.
 """
@@ -16,9 +17,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
+from torch import nn
 from transformers import AutoModelForTokenClassification
 from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import disable_dropout_in_model
@@ -30,8 +33,12 @@ CRITIC = "critic"  # the critic's folder inside a checkpoint
 class PPOConfig(GRPOConfig):
     """TRL's GRPOConfig plus the critic's settings (``num_iterations`` is the number of PPO epochs per rollout)."""
 
+    critic: str = field(
+        default="separate",
+        metadata={"help": "separate: its own model; shared: a value head on the policy's backbone (one process)"},
+    )
     critic_model: str | None = field(
-        default=None, metadata={"help": "folder the critic starts from (default: the decomposer RL starts from)"}
+        default=None, metadata={"help": "separate critic: the folder it starts from (default: RL's start decomposer)"}
     )
     critic_learning_rate: float | None = field(default=None, metadata={"help": "default: the policy's"})
     critic_warmup_steps: int = field(default=0, metadata={"help": "first steps train only the critic"})
@@ -47,6 +54,8 @@ class PPOConfig(GRPOConfig):
     def __post_init__(self) -> None:
         if self.beta:
             raise ValueError("PPO puts the KL to the reference policy in the reward: set kl_coef, not beta")
+        if self.critic not in ("separate", "shared"):
+            raise ValueError(f"critic must be 'separate' or 'shared', got {self.critic!r}")
         super().__post_init__()
 
 
@@ -80,16 +89,37 @@ def whiten(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (values - valid.mean()) / (valid.std() + 1e-8) * mask
 
 
+class ValueHead(nn.Module):
+    """A value head on the policy's own backbone: one trunk for actor and critic, the value loss shaping it too. The
+    policy is reached through a function, so its weights stay the policy's (saved, counted and optimised once)."""
+
+    def __init__(self, policy, hidden: int) -> None:
+        super().__init__()
+        self.policy, self.head = policy, nn.Linear(hidden, 1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        hidden = self.policy().get_decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return SimpleNamespace(logits=self.head(hidden.to(self.head.weight.dtype)))
+
+
 class PPOTrainer(GRPOTrainer):
     """GRPO's trainer with a critic: see the module docstring for what is TRL's and what is ours."""
 
     def __init__(self, *args, critic_dtype: torch.dtype = torch.float32, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        start = self.args.critic_model or self.model.config._name_or_path
-        critic = AutoModelForTokenClassification.from_pretrained(start, num_labels=1, dtype=critic_dtype)
-        critic.config.pad_token_id = self.processing_class.pad_token_id
-        disable_dropout_in_model(critic)  # the classification head's dropout would make the values noisy targets
-        self.critic = self.accelerator.prepare_model(critic)  # its own DDP wrapper with several processes
+        if self.args.critic == "shared":
+            if self.accelerator.num_processes > 1:  # DDP cannot see a second forward through the policy's weights
+                raise ValueError("critic: shared runs in one process; use critic: separate with several processes")
+            hidden = self.accelerator.unwrap_model(self.model).config.hidden_size
+            self.critic = ValueHead(lambda: self.accelerator.unwrap_model(self.model), hidden).to(self.model.device)
+        else:
+            start = self.args.critic_model or self.model.config._name_or_path
+            critic = AutoModelForTokenClassification.from_pretrained(start, num_labels=1, dtype=critic_dtype)
+            critic.config.pad_token_id = self.processing_class.pad_token_id
+            disable_dropout_in_model(critic)  # the classification head's dropout would make the values noisy targets
+            self.critic = self.accelerator.prepare_model(critic)  # its own DDP wrapper with several processes
         self._sequence_rewards: torch.Tensor | None = None
         if self.args.kl_coef and self.ref_model is None and not hasattr(self.model, "disable_adapter"):
             from trl.models import create_reference_model
@@ -109,7 +139,9 @@ class PPOTrainer(GRPOTrainer):
     def _save_checkpoint(self, model, trial):
         folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
         if self.args.should_save:  # before the trainer's files: trainer_state.json last marks a complete checkpoint
-            self.accelerator.unwrap_model(self.critic).save_pretrained(os.path.join(folder, CRITIC))
+            os.makedirs(os.path.join(folder, CRITIC), exist_ok=True)
+            weights = {k: v.contiguous() for k, v in self.accelerator.unwrap_model(self.critic).state_dict().items()}
+            save_file(weights, os.path.join(folder, CRITIC, "model.safetensors"))  # a shared critic: its head only
         super()._save_checkpoint(model, trial)
 
     def _load_optimizer_and_scheduler(self, checkpoint):

@@ -8,6 +8,7 @@ solver, same data and the same wall-clock budget as the RL run it is compared wi
 from __future__ import annotations
 
 import json
+import logging
 import random
 import shutil
 import time
@@ -16,6 +17,8 @@ from pathlib import Path
 from datasets import Dataset
 
 from rlrefine.format import decomposer_messages
+
+log = logging.getLogger(__name__)
 
 
 def collect(
@@ -102,8 +105,8 @@ def rft(args, sft_config, start: Path, out: Path) -> Path:
         history.append({"round": round_, **stats, "steps": trainer.state.global_step, "seconds": seconds})
         if state.is_main_process:
             write_json(progress, history)  # written last: the round counts as finished only now
-    if current == start:
-        raise RuntimeError(f"RFT found no solver-correct decomposition to train on: {history}")
+    if current == start:  # nothing the solver got right was sampled: the decomposer stays the SFT one, said so
+        log.warning("RFT kept no decomposition (no solver-correct sample): the published model is the start model")
     facts = {"algorithm": "rft", "rounds": history, "rl_minutes": (spent + time.perf_counter() - began) / 60}
     card = (
         f"# rlrefine decomposer (rft)\n\nRejection-sampling fine-tuning from `{start}` against `{args.train_solver}`.\n"

@@ -4,9 +4,13 @@
     rlrefine teach --data gsm8k --split train --teacher openai:gpt-4o-mini \\
         --solver 'openai:Qwen/Qwen2.5-7B-Instruct@http://127.0.0.1:8000/v1' --out teach/gsm8k-sdr.jsonl
 
-The teacher gets the paper's decomposition prompt (at most three sub-questions, or "No decomposition"). With
-``--solver`` each decomposition goes through that solver and only those that led it to the gold answer are
-kept (SD-R); the others go to ``OUT.rejected.jsonl``. Every batch is appended and fsynced as it finishes, so a
+The teacher gets the paper's decomposition prompt (at most three sub-questions, or "No decomposition"; an LLM teacher
+sees one worked example first). A reply that holds no decomposition at all (prose, a refusal, nothing:
+``format.parse(...).parseable`` is false) goes to ``OUT.rejected.jsonl`` with ``"reason": "unparseable"``
+(``--keep_unparseable`` keeps it); a decomposition with a named flaw (a repeated or extra sub-question) is kept, as
+SD-T imitates its teacher, flaws included, and counted by flaw. With ``--solver`` each decomposition goes through
+that solver and only those that led it to the gold answer are kept (SD-R); the others are rejected as ``wrong``. The
+summary counts ``kept``, ``flawed`` (kept, by flaw in ``flaws``), ``unparseable``, ``wrong`` and ``errors``. Every batch is appended and fsynced as it finishes, so a
 killed run resumes without redoing a finished row (kept or rejected); a row whose teacher or solver call
 failed is not written, so the next run retries it. ``OUT`` rows are TRL prompt-completion conversations (plus
 ``id``, ``teacher``, ``solver``, ``correct``, token counts): ``load_dataset("json", data_files=OUT)`` is SFT data.
@@ -15,6 +19,7 @@ failed is not written, so the next run retries it. ``OUT`` rows are TRL prompt-c
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +27,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from rlrefine.atomic import append_jsonl, read_jsonl
+from rlrefine.data import require
 from rlrefine.decomposers import Decomposer, make_decomposer
 from rlrefine.format import decomposer_messages, parse
 from rlrefine.pipeline import solve_and_grade
@@ -41,6 +47,9 @@ class TeachArgs:
     batch_size: int = field(default=64, metadata={"help": "problems per teacher call and per fsynced append"})
     instruction: str | None = field(
         default=None, metadata={"help": "system text of the student's SFT prompt: default the paper's; '' drops it"}
+    )
+    keep_unparseable: bool = field(
+        default=False, metadata={"help": "keep replies that hold no decomposition (prose, refusals, empty) too"}
     )
     overwrite: bool = field(default=False, metadata={"help": "start over instead of resuming OUT"})
 
@@ -72,6 +81,7 @@ def teach(
     batch_size: int = 64,
     instruction: str | None = None,
     progress: bool = True,
+    keep_unparseable: bool = False,
 ) -> dict:
     """Decompose ``rows`` with ``teacher`` (optionally filtered through ``solver``), appending to ``out``."""
     out = Path(out)
@@ -79,25 +89,29 @@ def teach(
     if len(set(ids)) != len(ids):
         raise ValueError("teach: problem ids must be unique (resuming is by id)")
     dec = make_decomposer(teacher)
+    require(f"decomposer {dec.name!r}", getattr(dec, "requires", ()), rows, "the data")  # before any work
     sol = make_solver(solver) if solver is not None else None
     sol_name = sol.name if sol else None
     done = _done(out, dec.name, sol_name)
     todo = [row for row in rows if row["id"] not in done]
-    counts = {"problems": len(rows), "resumed": len(rows) - len(todo), "kept": 0, "rejected": 0, "errors": 0}
+    counts = {"problems": len(rows), "resumed": len(rows) - len(todo), "kept": 0, "flawed": 0, "rejected": 0}
+    counts.update({"unparseable": 0, "wrong": 0, "errors": 0, "flaws": Counter()})
     bar = tqdm(total=len(rows), initial=counts["resumed"], desc=f"teach {dec.name}", disable=not progress)
     for start in range(0, len(todo), batch_size):
         batch = todo[start : start + batch_size]
         decomposed = dec.decompose(batch)
-        good = [(row, d) for row, d in zip(batch, decomposed) if not getattr(d, "error", None)]
-        parsed = [parse(d.text) for _, d in good]
-        graded = [{"answer": None, "score": None, "error": None}] * len(good)  # unfiltered: every row is kept
-        if sol and good:
-            graded = solve_and_grade([r for r, _ in good], parsed, sol)
+        good = [(row, d, parse(d.text)) for row, d in zip(batch, decomposed) if not getattr(d, "error", None)]
+        usable = [i for i, (_, _, p) in enumerate(good) if keep_unparseable or p.parseable]  # only these are solved
+        graded = {}
+        if sol and usable:
+            graded = dict(zip(usable, solve_and_grade([good[i][0] for i in usable], [good[i][2] for i in usable], sol)))
         kept, rejected = [], []
-        for (row, d), p, g in zip(good, parsed, graded):
-            if g["error"]:
+        usable = set(usable)
+        for i, (row, d, p) in enumerate(good):
+            result = graded.get(i, {"answer": None, "score": None, "error": None})
+            if result["error"]:
                 continue  # the solver failed: retried next run
-            score = g["score"]
+            score = result["score"]
             record = {
                 "id": row["id"],
                 "prompt": decomposer_messages(row["context"], row["question"], instruction),
@@ -106,13 +120,21 @@ def teach(
                 "solver": sol_name,
                 "correct": None if score is None else score == 1.0,
                 "score": score,
-                "solver_answer": g["answer"],
+                "solver_answer": result["answer"],
                 "n_subquestions": p.count,
                 "valid": p.valid,
+                "problems": list(p.problems),
                 "prompt_tokens": d.prompt_tokens,
                 "completion_tokens": d.completion_tokens,
             }
-            (kept if score is None or score == 1.0 else rejected).append(record)
+            reason = "unparseable" if i not in usable else "wrong" if score not in (None, 1.0) else None
+            if reason:
+                rejected.append({**record, "reason": reason})
+                counts[reason] += 1
+            else:
+                kept.append(record)
+                counts["flawed"] += not p.valid
+                counts["flaws"].update(p.problems)
         counts["errors"] += len(batch) - len(kept) - len(rejected)
         counts["kept"] += len(kept)
         counts["rejected"] += len(rejected)
@@ -122,6 +144,7 @@ def teach(
             append_jsonl(rejected_path(out), rejected)
         bar.update(len(batch))
     bar.close()
+    counts["flaws"] = dict(counts["flaws"].most_common())
     counts["total_kept"] = len(read_jsonl(out))
     return counts
 
@@ -135,8 +158,21 @@ def main(argv: list[str] | None = None) -> dict:
     if args.overwrite:
         Path(args.out).unlink(missing_ok=True)
         rejected_path(args.out).unlink(missing_ok=True)
-    counts = teach(rows, args.teacher, args.out, args.solver, args.batch_size, args.instruction)
+    counts = teach(
+        rows,
+        args.teacher,
+        args.out,
+        args.solver,
+        args.batch_size,
+        args.instruction,
+        keep_unparseable=args.keep_unparseable,
+    )
     print(json.dumps({"out": args.out, **counts}))
+    if counts["unparseable"]:
+        print(
+            f"{counts['unparseable']} teacher repl(ies) held no decomposition (prose, a refusal, nothing): written to "
+            f"{rejected_path(args.out)} with their reason; --keep_unparseable --overwrite keeps them"
+        )
     if counts["errors"]:
         print(f"{counts['errors']} problem(s) failed in the teacher or solver; rerun the same command to retry them")
     return counts

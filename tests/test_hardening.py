@@ -88,6 +88,7 @@ def test_own_jsonl_trains_and_evaluates_end_to_end(world_jsonl, tmp_path):
         (["--eval_split", "dev"], "dataset 'world:small' has no split 'dev'; it has: train, validation, test"),
         (["--sft", "{max_step: 3}"], "unknown sft setting(s): max_step"),
         (["--sft_variant", "sd-x"], "unknown sft_variant 'sd-x'; valid: sd-t, sd-r, oracle"),
+        (["--train_domain", "cars"], "dataset 'world:small' has no domain 'cars'; valid: marbles, money"),
         (["--rewards", "[{name: solver, weight: heavy}]"], "reward 'solver': weight must be a number, got 'heavy'"),
     ],
 )
@@ -112,7 +113,10 @@ def test_world_solvers_refuse_data_without_a_world_at_start(tmp_path, capsys):
     )
     assert not run.exists()
     assert cli(["eval", "--data", str(folder / "test.jsonl"), "--out", str(tmp_path / "e")]) == 2
-    assert "decomposer 'teacher' needs world problems (a 'graph' column); the evaluated data has none" in _error(capsys)
+    assert (
+        "decomposer 'oracle' needs gold sub-questions (a 'subquestions' column); the evaluated data has none"
+        in _error(capsys)
+    )
 
 
 def test_failed_cells_carry_their_count_and_first_error(test_rows, tmp_path):

@@ -69,6 +69,19 @@ def test_updates_move_policy_and_critic(tiny_decomposer, tmp_path):
     assert len(logged) == 3 and all("value/explained_variance" in h and "clip_ratio/region_mean" in h for h in logged)
 
 
+def test_a_shared_critic_is_a_value_head_on_the_policy(tiny_decomposer, tmp_path):
+    trainer = _trainer(tiny_decomposer, tmp_path / "ppo", max_steps=2, critic="shared")
+    assert [n for n, _ in trainer.critic.named_parameters()] == [
+        "head.weight",
+        "head.bias",
+    ]  # the trunk is the policy's
+    policy, head = _params(trainer.model), _params(trainer.critic)
+    trainer.train()
+    assert _moved(policy, trainer.model) and _moved(head, trainer.critic)
+    with pytest.raises(ValueError, match="critic must be 'separate' or 'shared'"):
+        PPOConfig(output_dir=str(tmp_path), critic="both")
+
+
 def test_the_critic_fits_a_fixed_batch_of_rollouts(tiny_decomposer, tmp_path):
     """One batch of rollouts reused for 12 epochs while the policy waits (critic warm-up): the value loss falls.
     (Unclipped here: value clipping keeps each epoch near the rollout's values, by design.)"""

@@ -24,6 +24,7 @@ def test_sd_r_keeps_only_solver_correct_rows_and_is_sft_data(test_rows, tmp_path
     counts = teach(test_rows, "teacher", out, solver="hops=1", batch_size=32, progress=False)
     kept, rejected = read_jsonl(out), read_jsonl(rejected_path(out))
     assert counts["kept"] == len(kept) > 0 and counts["rejected"] == len(rejected) > 0 and counts["errors"] == 0
+    assert counts["wrong"] == len(rejected) and {r["reason"] for r in rejected} == {"wrong"}
     assert sorted(r["id"] for r in kept + rejected) == sorted(r["id"] for r in test_rows)
     assert all(r["correct"] for r in kept) and not any(r["correct"] for r in rejected)
     first = kept[0]
@@ -48,6 +49,65 @@ def test_sd_t_cli_with_the_tiny_prompt(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out.splitlines()[0])["kept"] == 20
     assert main([*argv, "--out", str(out), "--overwrite"]) == 0
     assert len(read_jsonl(out)) == 20 and read_jsonl(out)[0]["prompt"][0]["role"] == "system"
+
+
+def test_sd_t_keeps_the_teachers_flaws_and_counts_them(test_rows, tmp_path):
+    """SD-T imitates its teacher, flaws included: the world teacher's repeated sub-questions stay, counted by flaw."""
+    counts = teach(test_rows, "teacher", tmp_path / "sdt.jsonl", progress=False)
+    rows = read_jsonl(tmp_path / "sdt.jsonl")
+    flawed = [r for r in rows if not r["valid"]]
+    assert counts["kept"] == len(rows) == len(test_rows) and counts["unparseable"] == counts["wrong"] == 0
+    assert counts["flawed"] == len(flawed) == counts["flaws"]["repeated_subquestion"] > 0  # 17 of these 200
+    assert all(r["problems"] == ["repeated_subquestion"] for r in flawed)
+
+
+class Writes:
+    """A teacher that writes the given replies, in turn: what a real LLM teacher sends back at its worst."""
+
+    name, price_key = "writes", "teacher"
+
+    def __init__(self, replies: list[str]) -> None:
+        self.replies = replies
+
+    def decompose(self, rows):
+        return [Decomposed(self.replies[i % len(self.replies)]) for i, _ in enumerate(rows)]
+
+
+REPLIES = [
+    "To solve this, we need the number of cards Pia has, then Ada's.",  # prose
+    "I'm sorry, but I can't help with that.",  # a refusal
+    "",  # nothing
+    "Q1: How many cards does Pia have ?\nQ2: How many cards does Pia have ?",  # flawed: a repeated sub-question
+    "No decomposition .",
+]
+
+
+def test_replies_without_a_decomposition_are_rejected_with_their_reason(test_rows, tmp_path, capsys):
+    out, rows = tmp_path / "sdt.jsonl", test_rows[:10]
+    counts = teach(rows, Writes(REPLIES), out, progress=False)
+    assert (counts["kept"], counts["unparseable"], counts["flawed"], counts["errors"]) == (4, 6, 2, 0)
+    assert counts["flaws"] == {"repeated_subquestion": 2}
+    rejected = read_jsonl(rejected_path(out))
+    assert {r["reason"] for r in rejected} == {"unparseable"} and all(not r["valid"] for r in rejected)
+    assert {r["completion"][0]["content"] for r in rejected} == set(REPLIES[:3])
+    sdr = teach(rows, Writes(REPLIES), tmp_path / "sdr.jsonl", solver="hops=1", progress=False)
+    assert sdr["unparseable"] == 6 and sdr["kept"] + sdr["wrong"] == 4  # prose never reaches the solver
+    everything = teach(rows, Writes(REPLIES), tmp_path / "all.jsonl", progress=False, keep_unparseable=True)
+    assert everything["kept"] == 10 and everything["unparseable"] == 0 and everything["flawed"] == 8
+    argv = ["teach", "--data", "world:small", "--split", "test", "--limit", "4", "--out", str(tmp_path / "cli.jsonl")]
+    assert main([*argv, "--teacher", "oracle"]) == 0 and '"unparseable": 0' in capsys.readouterr().out
+
+
+def test_oracle_is_refused_on_data_without_gold_subquestions(tmp_path, capsys):
+    data = tmp_path / "plain.jsonl"
+    data.write_text(json.dumps({"question": "What is 2 + 3?", "answer": "5", "domain": "arith"}) + "\n")
+    argv = ["teach", "--data", str(data), "--split", "test", "--teacher", "oracle", "--out", str(tmp_path / "o.jsonl")]
+    assert main(argv) == 2 and not (tmp_path / "o.jsonl").exists()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "rlrefine teach: error: decomposer 'oracle' needs gold sub-questions (a 'subquestions' column); the data "
+        "has none: use data that has them (world, gsm8k:socratic, a JSONL with 'subquestions')"
+    ]
 
 
 class HalfBroken:

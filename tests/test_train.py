@@ -195,7 +195,8 @@ def test_existing_run_needs_resume_or_overwrite(tmp_path):
 
 @pytest.mark.slow
 def test_two_processes_on_cpu(tiny_decomposer, tmp_path):
-    """`accelerate launch --multi_gpu --num_processes 2` on a CPU runs two gloo processes (`--cpu` would run one)."""
+    """configs/accelerate/multi_gpu.yaml rehearsed: with two processes and bf16 off it runs two gloo processes on a CPU
+    (the same as `--multi_gpu --num_processes 2`; `--cpu` would run one)."""
     run = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     port = free_port()  # accelerate's default 29500 may be taken by another job
@@ -203,16 +204,13 @@ def test_two_processes_on_cpu(tiny_decomposer, tmp_path):
         sys.executable,  # this interpreter's accelerate, whether or not its venv is on PATH
         "-m",
         "accelerate.commands.launch",
+        "--config_file",
+        str(ROOT / "configs" / "accelerate" / "multi_gpu.yaml"),
         "--main_process_port",
         str(port),
-        "--multi_gpu",
         "--num_processes",
         "2",
-        "--num_machines",
-        "1",
         "--mixed_precision",
-        "no",
-        "--dynamo_backend",
         "no",
         str(ROOT / "rlrefine" / "train.py"),
         "--decomposer",
@@ -239,20 +237,14 @@ def test_quick_config_end_to_end(tmp_path):
     saved = parse(["--config", str(tmp_path / "quick" / "config.yaml")])
     given = parse(["--config", str(ROOT / "configs" / "quick.yaml"), "--run_dir", str(tmp_path / "quick")])
     assert saved[0] == given[0] and saved[2] == given[2] and saved[1].to_dict() == given[1].to_dict()
-    # the seeds/algorithms ablation table reads finished runs (here the same run twice)
-    run = str(tmp_path / "quick")
-    out = tmp_path / "compare.md"
-    subprocess.run([sys.executable, str(ROOT / "experiments" / "compare.py"), run, run, "--out", str(out)], check=True)
-    text = out.read_text()
-    hops1 = f"| rl-grpo | hops=1 | 2 | {acc['rl-grpo', 'hops=1']:.3f} |"
-    assert text.startswith("# 2 runs: quick, quick") and hops1 in text and out.with_suffix(".png").stat().st_size > 0
-    assert "Warning" not in text
-    other = tmp_path / "other"  # the same run as if evaluated on other problems: the table says so
-    other.mkdir()
-    moved = {**json.loads((tmp_path / "quick" / "results.json").read_text()), "rows_key": "elsewhere", "n": 50}
-    (other / "results.json").write_text(json.dumps(moved))
-    subprocess.run([sys.executable, str(ROOT / "experiments" / "compare.py"), run, str(other), "--out", str(out)])
-    assert "evaluated on different problems (quick n=200, other n=50)" in out.read_text()
+    # the cross-run report reads finished runs (here the same run twice: one group of two "seeds")
+    out = tmp_path / "report"
+    from rlrefine.cli import main as cli
+
+    assert cli(["report", str(tmp_path / "quick"), str(tmp_path / "quick"), "--out", str(out)]) == 0
+    text = (out / "report.md").read_text()
+    assert f"| rl-grpo | {acc['rl-grpo', 'hops=1']:.3f} |" in text and "| grpo | quick, quick (2) | 200 |" in text
+    assert (out / "curves.png").stat().st_size > 0 and "different problems" not in text
 
 
 @pytest.mark.slow  # a new interpreter imports torch and TRL: the fast tier runs train.py by path in test_layout

@@ -2,7 +2,9 @@
 
 A decomposer is named by a spec (``rlrefine.registry``): ``none``, ``oracle``, ``teacher[:merge=P,...]``, a model
 folder, ``hf:MODEL``, ``vllm:MODEL``, ``openai:MODEL[@URL]``, a mapping, ``file.py:attr``, ``package.module:attr`` or
-an entry point in the group ``rlrefine.decomposers``; ``LABEL=SPEC`` names it in tables.
+an entry point in the group ``rlrefine.decomposers``; ``LABEL=SPEC`` names it in tables. A decomposer that can only
+work on some data names the columns it reads in ``requires`` (the oracle: gold ``subquestions``; the flawed teacher:
+the world's ``graph``), and is refused on data without them before any work (``rlrefine.data.require``).
 """
 
 from __future__ import annotations

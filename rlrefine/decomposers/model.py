@@ -3,6 +3,8 @@ folder), or a real LLM as teacher or decomposer (``hf:``, ``vllm:``, ``openai:``
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Mapping, Sequence
 
@@ -12,17 +14,28 @@ from rlrefine.protocols import ChatEngine, Completion, Decomposed
 
 
 class ModelDecomposer:
-    """A chat engine as a decomposer: one pass per problem, greedy; ``sample`` draws k for pass@k and RFT."""
+    """A chat engine as a decomposer: one pass per problem, greedy; ``sample`` draws k for pass@k and RFT.
+
+    ``demonstration`` shows one worked example before the question (``format.DEMONSTRATION``): for teacher LLMs.
+    """
 
     def __init__(
-        self, engine: ChatEngine, name: str | None = None, instruction: str | None = None, price_key: str = "student"
+        self,
+        engine: ChatEngine,
+        name: str | None = None,
+        instruction: str | None = None,
+        price_key: str = "student",
+        demonstration: bool = False,
     ) -> None:
         self.engine, self.name, self.price_key, self.instruction = engine, name or engine.name, price_key, instruction
-        # what the eval cache keys on: another model, prompt or length limit must not hit old results
-        self.version = f"{engine.version}|{instruction!r}"
+        self.demonstration = demonstration
+        # what the eval cache keys on: another model, prompt (its text, not just its settings) or length limit must
+        # not hit old results
+        prompt = json.dumps(decomposer_messages("{context}", "{question}", instruction, demonstration))
+        self.version = f"{engine.version}|{hashlib.sha256(prompt.encode()).hexdigest()[:12]}"
 
     def messages(self, row: Mapping) -> list[dict]:
-        return decomposer_messages(row["context"], row["question"], self.instruction)
+        return decomposer_messages(row["context"], row["question"], self.instruction, self.demonstration)
 
     def decompose(self, rows: Sequence[Mapping]) -> list[Decomposed]:
         return [
@@ -57,12 +70,17 @@ def from_folder(
 
 
 def _backend(backend: str):
-    def factory(model: str, price_key: str | None = None, **options) -> ModelDecomposer:
-        """One price rule for every backend: a local folder (a model you trained) is a ``student``, anything else
-        (a hub id, a served or hosted model) a ``teacher``; ``price_key`` overrides."""
+    def factory(
+        model: str, price_key: str | None = None, demonstration: bool | None = None, **options
+    ) -> ModelDecomposer:
+        """One rule for every backend: a local folder (a model you trained) is a ``student``, prompted as it was
+        trained (the paper's instruction) and priced as one; anything else (a hub id, a served or hosted model) is a
+        ``teacher``: priced as one, and shown the worked example first. ``price_key`` and ``demonstration`` override."""
         engine = make_engine(backend, model, "decomposer", **options)
-        price_key = price_key or ("student" if os.path.isdir(str(model)) else "teacher")
-        return ModelDecomposer(engine, instruction=None, price_key=price_key)
+        served = str(model).rpartition("@")[0] if backend == "openai" else ""  # openai:FOLDER@URL serves a folder
+        student = os.path.isdir(served or str(model))
+        demonstration = not student if demonstration is None else demonstration
+        return ModelDecomposer(engine, None, None, price_key or ("student" if student else "teacher"), demonstration)
 
     factory.__name__ = factory.__qualname__ = backend
     return factory

@@ -23,9 +23,11 @@ class NoDecomposer:
 
 
 class OracleDecomposer:
-    """Gold sub-questions (the world's chain; GSM8K's socratic questions)."""
+    """Gold sub-questions (the world's chain; GSM8K's socratic questions). On data without any (``gsm8k``, DROP,
+    Bamboogle) it would write "No decomposition" everywhere, ``none`` under another name: it is refused there."""
 
     name, price_key = "oracle", "oracle"
+    requires = ("subquestions|graph",)  # a world problem's gold is its graph (depth 1: "no decomposition")
 
     def decompose(self, rows: Sequence[Mapping]) -> list[Decomposed]:
         out = []

@@ -9,6 +9,8 @@ states (``solvers.program``).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Mapping, Sequence
 
@@ -48,8 +50,9 @@ class ModelSolver:
         self.engine, self.name, self.price_key = engine, name or engine.name, price_key
         self.instruction, self.calculator = instruction, calculator
         self.requires = ("graph",) if calculator else ()  # the calculator reads a world story's quantities
-        # what the eval cache keys on: another model, prompt or length limit must not hit old cells
-        self.version = f"{engine.version}|{calculator}|{instruction!r}"
+        # what the eval cache keys on: another model, prompt (its text) or length limit must not hit old cells
+        prompt = json.dumps(solver_messages("{context}", "{question}", ["{subquestion}"], instruction))
+        self.version = f"{engine.version}|{calculator}|{hashlib.sha256(prompt.encode()).hexdigest()[:12]}"
 
     def solve(self, rows: Sequence[Mapping], subquestions: Sequence[Sequence[str]]) -> list[SolveResult]:
         conversations = [

@@ -1,7 +1,7 @@
 """The paper's Table 1 on the embedded world: distill the decomposer (SD-T, SD-R) vs. distill the solver (SE-T, SE-A).
 
-    python experiments/distillation_table.py --out runs/table1 [--seed 0] [--limit 1000]
-    python experiments/distillation_table.py --out runs/tiny --limit 10 --max_steps 2 --train_limit 160   # a smoke run
+    python experiments/distill_which_part.py --out runs/table1 [--seeds 0] [--limit 1000]
+    python experiments/distill_which_part.py --out runs/table1-quick --quick      # minutes: what CI runs
 
 Trains (or reuses, when already in --out) four students from the bundled base model with ``rlrefine sft``,
 evaluates every (decomposer x solver) cell on the test split with ``rlrefine eval``, and writes
@@ -11,9 +11,10 @@ cost (tokens and $ under the price table). Also reports the SD-T student's pass@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
+
+from _runs import parser
 
 from rlrefine.atomic import write_text
 from rlrefine.cli import main as cli
@@ -28,9 +29,10 @@ STUDENTS = {  # name -> (role, variant, steps)
 }
 
 
-def train(out: Path, seed: int, max_steps: int | None = None, train_limit: int | None = None) -> dict[str, Path]:
+def train(out: Path, seed: int, data: str = "world", quick: bool = False, config: str | None = None) -> dict[str, Path]:
     paths = {}
     for name, (role, variant, steps) in STUDENTS.items():
+        steps = 10 if quick else steps
         path = out / name
         if not (path / "config.json").exists():
             argv = [
@@ -42,13 +44,15 @@ def train(out: Path, seed: int, max_steps: int | None = None, train_limit: int |
                 "--output_dir",
                 str(path),
                 "--max_steps",
-                str(max_steps or steps),
+                str(steps),
                 "--seed",
                 str(seed),
                 "--eval_limit",
                 "0",
+                "--data",
+                data,
+                *(["--config", config] if config else []),
             ]
-            argv += ["--train_limit", str(train_limit)] if train_limit else []
             if cli(argv) != 0:
                 raise SystemExit(f"training {name} failed")
         paths[name] = path
@@ -56,16 +60,13 @@ def train(out: Path, seed: int, max_steps: int | None = None, train_limit: int |
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default="runs/table1")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--limit", type=int, default=1000)
-    parser.add_argument("--max_steps", type=int, help="train every student this many steps (default: 600 or 1,500)")
-    parser.add_argument("--train_limit", type=int, help="train on the first N problems (default: all)")
-    args = parser.parse_args()
-    out = Path(args.out)
-    paths = train(out, args.seed, args.max_steps, args.train_limit)
-    rows = list(load_split("world", "test", args.limit))
+    cli_args = parser(__doc__.split("\n\n")[0])
+    cli_args.add_argument("--limit", type=int, default=1000, help="test problems evaluated")
+    args = cli_args.parse_args()
+    out, seed = args.out, args.seeds[0]
+    data, limit = ("world:small", 20) if args.quick else ("world", args.limit)
+    paths = train(out, seed, data, args.quick, args.config)
+    rows = list(load_split(data, "test", limit))
     decomposers = ["teacher", f"sd-t={paths['sd-t']}", f"sd-r={paths['sd-r']}"]
     solvers = ["hops=1", "hops=2", f"model:{paths['se-t']}", f"model:{paths['se-a']}"]
     results = evaluate(rows, decomposers, solvers, out=out / "eval")
@@ -81,7 +82,7 @@ def main() -> None:
         ("teacher / SE-A", "teacher", se_a),
     ]
     lines = [
-        f"# Distill the decomposer or the solver? ({len(rows)} test problems, seed {args.seed})",
+        f"# Distill the decomposer or the solver? ({len(rows)} test problems, seed {seed})",
         "",
         "| decomposer / solver | accuracy | decomposer tokens in/out | solver tokens in/out | $ per 1k problems |",
         "|---|---|---|---|---|",
@@ -93,7 +94,7 @@ def main() -> None:
             f"| {label} | {c['accuracy']:.3f} | {t['decomposer_in']}/{t['decomposer_out']} | "
             f"{t['solver_in']}/{t['solver_out']} | {c['cost_usd_per_1k']:.4f} |"
         )
-    headroom = {k: pass_at_k(str(paths[k]), rows, "hops=1", 8, seed=args.seed) for k in ("sd-t", "sd-r")}
+    headroom = {k: pass_at_k(str(paths[k]), rows, "hops=1", 8, seed=seed) for k in ("sd-t", "sd-r")}
     lines += ["", "| student | greedy hops=1 | pass@8 hops=1 | sampled acc |", "|---|---|---|---|"]
     for k, h in headroom.items():
         lines.append(

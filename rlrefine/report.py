@@ -1,0 +1,230 @@
+"""``rlrefine report RUN_DIR [RUN_DIR ...] --out DIR``: how learned decomposers hold up across solvers, seeds and
+algorithms, from finished runs' files alone (``results.json``, ``config.yaml``, ``rl/eval.json``; no model loads).
+
+Runs whose configs differ only in ``seed`` (and where they were written) form one group; each cell is reported as the
+mean over the group's seeds with the worst and best. Writes ``report.md`` and three pictures: ``heatmap.png``
+(decomposer x solver), ``curves.png`` (training curves per group) and ``cost.png`` (accuracy against $ per 1k
+problems). The "holds up" table puts each RL decomposer's accuracy on the solver it was trained against beside its
+mean over the solvers it never saw, and the transfer ratio: gain over its SFT start on unseen solvers / gain on the
+training solver. A missing or failed cell is shown as missing (``—``), never as 0.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from statistics import mean
+
+import yaml
+
+from rlrefine.evaluate import SCHEMA
+from rlrefine.protocols import UsageError
+
+GROUPING_IGNORES = {"seed", "run_dir", "decomposer"}  # what may differ between the seeds of one configuration
+MISSING = "—"
+
+
+@dataclass
+class Group:
+    label: str
+    config: dict
+    runs: list[str] = field(default_factory=list)
+    results: list[dict] = field(default_factory=list)
+    training: list[dict] = field(default_factory=list)
+
+    def cells(self) -> dict[tuple[str, str], list[dict]]:
+        found: dict[tuple[str, str], list[dict]] = defaultdict(list)
+        for results in self.results:
+            for cell in results["cells"]:
+                found[cell["decomposer"], cell["solver"]].append(cell)
+        return found
+
+
+def load(run: Path) -> tuple[dict, dict, dict]:
+    """A run's results, config and RL facts; a results file of another schema is refused by name."""
+    path = run / "results.json"
+    if not path.is_file():
+        raise UsageError(f"{run}: no results.json (not a finished run)")
+    results = json.loads(path.read_text())
+    if results.get("schema", 1) != SCHEMA:
+        raise UsageError(
+            f"{path} has results schema {results.get('schema', 1)}; this report reads schema {SCHEMA}: "
+            f"re-evaluate the run with this version (rlrefine eval, or train.py --resume)"
+        )
+    config = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").is_file() else {}
+    card = run / "rl" / "eval.json"
+    training = json.loads(card.read_text()) if card.is_file() else {}
+    return results, config or {}, training
+
+
+def group(runs: list[Path]) -> list[Group]:
+    """Runs grouped by their config with the seed left out; each group labelled by what sets it apart."""
+    groups: dict[str, Group] = {}
+    for run in runs:
+        results, config, training = load(run)
+        key = json.dumps({k: v for k, v in config.items() if k not in GROUPING_IGNORES}, sort_keys=True, default=str)
+        found = groups.setdefault(key, Group("", config))
+        found.runs.append(run.name)
+        found.results.append(results)
+        found.training.append(training)
+    found = list(groups.values())
+    for g in found:  # named by the algorithm, and what sets it apart from other groups of the same algorithm
+        kin = [h for h in found if h.config.get("algorithm") == g.config.get("algorithm")]
+        keys = sorted({k for h in kin for k in h.config} - GROUPING_IGNORES)
+        differing = [k for k in keys if len({json.dumps(h.config.get(k), default=str) for h in kin}) > 1]
+        extra = ", ".join(f"{k}={g.config.get(k)}" for k in differing)
+        g.label = str(g.config.get("algorithm", "run")) + (f" ({extra})" if extra else "")
+    labels = [g.label for g in found]
+    for g in found:  # still alike: number them
+        if labels.count(g.label) > 1:
+            g.label = f"{g.label} #{[h for h in found if h.label == g.label].index(g) + 1}"
+    return found
+
+
+def _usable(cell: dict) -> bool:
+    return cell.get("errors", 0) < cell.get("n", 0)
+
+
+def _stat(cells: list[dict], key: str = "accuracy") -> tuple[float, float, float] | None:
+    values = [c[key] for c in cells if _usable(c)]
+    return (mean(values), min(values), max(values)) if values else None
+
+
+def _fmt(stat: tuple[float, float, float] | None, seeds: int) -> str:
+    if stat is None:
+        return MISSING
+    return f"{stat[0]:.3f}" if seeds == 1 or stat[1] == stat[2] else f"{stat[0]:.3f} ({stat[1]:.3f}–{stat[2]:.3f})"
+
+
+def _rows(groups: list[Group]) -> tuple[list[str], list[str], dict[tuple[str, str], list[dict]]]:
+    """Decomposer rows (baselines once, learned ones per group) x solver columns, with every seed's cells."""
+    table: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    shared = {"none", "oracle", "teacher"}
+    for g in groups:
+        for (decomposer, solver), cells in g.cells().items():
+            if decomposer == "sft" and g.config.get("decomposer"):
+                continue  # it started from another run's student: that run's row shows it
+            name = decomposer if decomposer in shared or len(groups) == 1 else f"{g.label}: {decomposer}"
+            table[name, solver].extend(cells)
+    decomposers = list(dict.fromkeys(d for d, _ in table))
+    solvers = list(dict.fromkeys(s for _, s in table))
+    return decomposers, solvers, table
+
+
+def holds_up(groups: list[Group]) -> list[dict]:
+    """Per RL decomposer: training-solver accuracy, mean over unseen solvers, and the transfer ratio against the
+    SFT decomposer it started from (means over seeds)."""
+    out = []
+    for g in groups:
+        cells, train = g.cells(), str(g.config.get("train_solver", ""))
+        for decomposer in dict.fromkeys(d for d, _ in cells):
+            if not decomposer.startswith("rl-"):
+                continue
+            solvers = [s for d, s in cells if d == decomposer]
+            unseen = [s for s in solvers if s != train]
+            acc = {s: _stat(cells[decomposer, s]) for s in solvers}
+            sft = {s: _stat(cells.get(("sft", s), [])) for s in solvers}
+            row = {"group": g.label, "decomposer": decomposer, "train_solver": train, "seeds": len(g.runs)}
+            row["trained"] = acc.get(train) and acc[train][0]
+            known = [s for s in unseen if acc[s] is not None]
+            row["unseen"] = mean(acc[s][0] for s in known) if known else None
+            both = [s for s in known if sft[s] is not None]
+            gain_train = (acc[train][0] - sft[train][0]) if acc.get(train) and sft.get(train) else None
+            gain_unseen = mean(acc[s][0] - sft[s][0] for s in both) if both else None
+            row["gain_trained"], row["gain_unseen"] = gain_train, gain_unseen
+            row["transfer"] = gain_unseen / gain_train if gain_train and gain_unseen is not None else None
+            out.append(row)
+    return out
+
+
+def markdown(groups: list[Group]) -> str:
+    decomposers, solvers, table = _rows(groups)
+    lines = ["# rlrefine report", "", "| group | runs (seeds) | problems | algorithm | train solver | RL minutes |"]
+    lines.append("|---|---|---|---|---|---|")
+    for g in groups:
+        minutes = [t.get("training", {}).get("rl_minutes") for t in g.training]
+        minutes = [m for m in minutes if m is not None]
+        shown = f"{mean(minutes):.1f}" if minutes else MISSING
+        n = sorted({r["n"] for r in g.results})
+        lines.append(
+            f"| {g.label} | {', '.join(g.runs)} ({len(g.runs)}) | {'/'.join(map(str, n))} | "
+            f"{g.config.get('algorithm', MISSING)} | {g.config.get('train_solver', MISSING)} | {shown} |"
+        )
+    if len({r.get("rows_key") for g in groups for r in g.results}) > 1:
+        lines += ["", "**These runs were evaluated on different problems: their means are not comparable.**"]
+    seeds = max(len(g.runs) for g in groups)
+    lines += ["", "## Accuracy (mean over seeds, worst–best)", ""]
+    lines += ["| decomposer | " + " | ".join(solvers) + " |", "|---" * (len(solvers) + 1) + "|"]
+    for d in decomposers:
+        lines.append(f"| {d} | " + " | ".join(_fmt(_stat(table.get((d, s), [])), seeds) for s in solvers) + " |")
+    lines += ["", "## Holds up: the training solver vs. the solvers it never saw", ""]
+    lines += ["| decomposer | seeds | train solver | acc (trained) | mean acc (unseen) | gain trained | gain unseen | "
+              "transfer ratio |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+
+    def num(value, signed=False):
+        return MISSING if value is None else (f"{value:+.3f}" if signed else f"{value:.3f}")
+
+    for row in holds_up(groups):
+        lines.append(
+            f"| {row['group']}: {row['decomposer']} | {row['seeds']} | {row['train_solver']} | {num(row['trained'])} "
+            f"| {num(row['unseen'])} | {num(row['gain_trained'], True)} | {num(row['gain_unseen'], True)} | "
+            f"{num(row['transfer'])} |"
+        )
+    domains = sorted({d for cells in table.values() for c in cells for d in c.get("by_domain", {})})
+    train = str(groups[0].config.get("train_solver", solvers[0] if solvers else ""))
+    if len(domains) > 1 and train in solvers:
+        lines += ["", f"## By domain (accuracy with {train}, mean over seeds)", ""]
+        lines += ["| decomposer | " + " | ".join(domains) + " |", "|---" * (len(domains) + 1) + "|"]
+        for d in decomposers:
+            cells = [c for c in table.get((d, train), []) if _usable(c)]
+            per = [[c["by_domain"][x] for c in cells if x in c.get("by_domain", {})] for x in domains]
+            lines.append(f"| {d} | " + " | ".join(f"{mean(v):.3f}" if v else MISSING for v in per) + " |")
+    lines += ["", "## Cost and format (mean over seeds)", ""]
+    lines += ["| decomposer | solver | sub-q | valid format | $ / 1k problems |", "|---|---|---|---|---|"]
+    for d in decomposers:
+        for s in solvers:
+            cells = [c for c in table.get((d, s), []) if _usable(c)]
+            if cells:
+                lines.append(
+                    f"| {d} | {s} | {mean(c['mean_subquestions'] for c in cells):.2f} | "
+                    f"{mean(c['valid_format'] for c in cells):.2f} | {mean(c['cost_usd_per_1k'] for c in cells):.4f} |"
+                )
+    failed = [(d, s, c) for (d, s), cells in table.items() for c in cells if c.get("errors")]
+    if failed:
+        lines += ["", "Failures:", ""]
+        lines += [f"- {d} x {s}: {c['errors']} of {c['n']}, first: {c.get('first_error')}" for d, s, c in failed]
+    return "\n".join(lines) + "\n"
+
+
+def report(runs: list[Path], out: Path) -> Path:
+    from rlrefine.atomic import write_text
+    from rlrefine.plots import plot_cost, plot_curves, plot_heatmap
+
+    groups = group(runs)
+    decomposers, solvers, table = _rows(groups)
+    stats = {key: _stat(cells) for key, cells in table.items()}
+    plot_heatmap(decomposers, solvers, stats, out / "heatmap.png")
+    plot_curves({g.label: [t.get("log_history", []) for t in g.training] for g in groups}, out / "curves.png")
+    cost = {
+        f"{d} | {s}": (mean(c["cost_usd_per_1k"] for c in cells), mean(c["accuracy"] for c in cells))
+        for (d, s), all_cells in table.items()
+        if (cells := [c for c in all_cells if _usable(c)])
+    }
+    plot_cost(cost, out / "cost.png")
+    write_text(out / "report.md", markdown(groups) + "\n![accuracy](heatmap.png)\n![training](curves.png)\n"
+               "![cost](cost.png)\n")  # fmt: skip
+    return out / "report.md"
+
+
+def main(argv: list[str] | None = None) -> Path:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="rlrefine report", description=__doc__.splitlines()[0], allow_abbrev=False)
+    parser.add_argument("runs", nargs="+", type=Path, help="finished run folders (train.py --run_dir)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for report.md and the pictures")
+    args = parser.parse_args(argv)
+    path = report(args.runs, args.out)
+    print(path.read_text())
+    return path

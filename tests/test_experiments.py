@@ -1,0 +1,44 @@
+"""The ablation scripts: each parses its options, and the one that covers the most code (every algorithm, SD-R and
+the report) runs its --quick path end to end."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ["sft_vs_rl", "solver_transfer", "cross_domain", "distill_which_part"]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_each_script_takes_the_shared_options(script):
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / f"{script}.py"), "--help"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert all(flag in done.stdout for flag in ("--out", "--seeds", "--config", "--quick"))
+
+
+@pytest.mark.slow
+def test_sft_vs_rl_quick_end_to_end(tmp_path):
+    out = tmp_path / "sft_vs_rl"
+    cmd = [
+        sys.executable,
+        str(ROOT / "experiments" / "sft_vs_rl.py"),
+        "--out",
+        str(out),
+        "--quick",
+        "--worlds",
+        "default",
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = (out / "report-default" / "report.md").read_text()
+    for row in ("rloo: rl-rloo", "ppo: rl-ppo", "rft: rl-rft", "sft_variant=sd-r): sft"):
+        assert row in text, row
+    assert sorted(p.name for p in (out / "default").iterdir() if p.is_dir()) == [
+        "grpo-0", "ppo-0", "rft-0", "rloo-0", "sdr-grpo-0",
+    ]  # fmt: skip
+    again = subprocess.run(cmd, capture_output=True, text=True)  # finished runs are reused, not redone
+    assert again.returncode == 0 and "Loading weights" not in again.stderr
