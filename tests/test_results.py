@@ -136,6 +136,7 @@ def _cell(dec, sol, acc, errors, subq, valid, tokens, per_1k, first_error=None) 
 def test_results_md_matches_the_golden_file():
     results = {
         "n": 4,
+        "notes": ["teacher left out: it needs world problems"],
         "cells": [
             _cell("oracle", "hops=1", 1.0, 0, 2.0, 1.0, (40, 12, 60, 20), 0.0123),
             _cell("oracle", "neural", 0.75, 0, 2.0, 1.0, (40, 12, 80, 30), 0.0456),
