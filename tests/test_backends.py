@@ -9,11 +9,13 @@ import json
 import logging
 import secrets
 import socket
+import sys
 import threading
 import time
 from collections import Counter
 from dataclasses import asdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
 
 import pytest
 from conftest import Served
@@ -370,6 +372,48 @@ def test_vllm_backend_needs_vllm():
             make_solver("vllm:some/model")
     else:
         pytest.skip("vLLM is installed: see test_vllm_backend_on_gpu")
+
+
+class _VLLM:
+    """vLLM's offline API as the engine uses it (``LLM(**settings).chat(conversations, params, use_tqdm)``, outputs with
+    ``prompt_token_ids`` and ``outputs[0].text / token_ids``), for machines without vLLM or a GPU: what is tested is
+    rlrefine's side of it. The real one runs in test_vllm_backend_on_gpu where it can."""
+
+    def __init__(self) -> None:
+        self.built, self.asked = [], []
+        outer = self
+
+        class LLM:
+            def __init__(self, **settings) -> None:
+                outer.built.append(settings)
+
+            def chat(self, conversations, params, use_tqdm=True):
+                outer.asked.append((conversations, params))
+                reply = lambda c: SimpleNamespace(text=f" The answer is: {len(c)} \n", token_ids=[7] * len(c))  # noqa: E731
+                return [SimpleNamespace(prompt_token_ids=[1] * 5, outputs=[reply(c)]) for c in conversations]
+
+        self.LLM, self.SamplingParams = LLM, lambda **kw: kw
+
+
+def test_vllm_engine_settings_sharing_and_replies(monkeypatch, test_rows):
+    from rlrefine.format import solver_messages
+
+    fake = _VLLM()
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    rows = test_rows[:3]
+    solver = make_solver({"backend": "vllm", "model": "m", "max_tokens": 16, "llm_kwargs": {"enforce_eager": True}})
+    results = solver.solve(rows, [r["subquestions"] for r in rows])
+    settings = {"model": "m", "dtype": "auto", "tensor_parallel_size": 1, "gpu_memory_utilization": 0.9, "seed": 0}
+    assert fake.built == [{**settings, "enforce_eager": True}]  # unset ones (max_model_len) are left to vLLM
+    conversations, params = fake.asked[0]
+    assert params == {"temperature": 0.0, "max_tokens": 16, "seed": 0}
+    assert conversations == [solver_messages(r["context"], r["question"], r["subquestions"], None) for r in rows]
+    assert [(r.answer, r.prompt_tokens, r.completion_tokens) for r in results] == [("2", 5, 2)] * 3
+    assert solver.name == "vllm:m" and solver.engine.version != make_solver("vllm:m").engine.version  # max_tokens
+    decomposer = make_decomposer({"backend": "vllm", "model": "m", "llm_kwargs": {"enforce_eager": True}})
+    assert len(fake.built) == 2  # the same model and settings: one engine in GPU memory; other settings: another
+    assert decomposer.decompose(rows[:1])[0].text == f"The answer is: {len(decomposer.messages(rows[0]))}"
+    assert fake.asked[-1][0] == [decomposer.messages(rows[0])] and decomposer.price_key == "teacher"
 
 
 @pytest.mark.slow

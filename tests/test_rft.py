@@ -117,9 +117,9 @@ def test_pass_at_k_bounds_and_pass_at_1_on_the_tiny_decomposer(tiny_decomposer, 
     assert 0.0 < at4["pass_at_k"] < 1.0  # the tiny decomposer is sometimes right: the bounds were not trivial
 
 
-def test_what_rft_keeps_from_the_tiny_decomposer_is_right_when_solved_again(tiny_decomposer, test_rows):
-    rows = test_rows[:24]
-    kept, stats = collect(tiny_decomposer, rows, "hops=1", k=4, seed=0)
+def test_what_rft_keeps_from_the_tiny_decomposer_is_right_when_solved_again(tiny_decomposer, world):
+    rows = list(world["train"])[:64]  # 512 samples: most are not well formed, a few are kept
+    kept, stats = collect(tiny_decomposer, rows, "hops=1", k=8, seed=0)
     assert kept and stats["kept"] == len(kept) <= 4 * len(rows)
     by_prompt = {json.dumps(decomposer_messages(r["context"], r["question"], "")): r for r in rows}
     solver = SymbolicSolver(hops=1)  # not the shared, memoised one the filter used
