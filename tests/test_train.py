@@ -228,22 +228,26 @@ def test_two_processes_on_cpu(tiny_decomposer, tmp_path):
 
 
 @pytest.mark.slow
-def test_quick_config_end_to_end(tmp_path):
-    results = main(["--config", str(ROOT / "configs" / "quick.yaml"), "--run_dir", str(tmp_path / "quick")])
+def test_a_quick_run_repeats_from_its_config_yaml_and_reports(tmp_path):
+    """configs/quick.yaml, made smaller by flags (the config as written is rehearsed in test_configs, and a run at its
+    full size took 84 s of the suite): the run's config.yaml repeats it, and the cross-run report reads it."""
+    quick, run = str(ROOT / "configs" / "quick.yaml"), str(tmp_path / "quick")
+    smaller = ["--sft", "{max_steps: 8}", "--max_steps", "2", "--train_limit", "64", "--eval_limit", "40"]
+    smaller += ["--eval_solvers", "hops=1", "hops=2", "--pass_k", "2"]
+    results = main(["--config", quick, "--run_dir", run, *smaller])
     acc = {(c["decomposer"], c["solver"]): c["accuracy"] for c in results["cells"]}
     assert acc["oracle", "hops=1"] >= 0.98 and ("rl-grpo", "hops=1") in acc
     assert set(results["pass_at_k"]) == {"sft", "rl-grpo"}
     # the run's config.yaml repeats it: same pipeline, TRL and model settings (overwrite/resume are left out)
     saved = parse(["--config", str(tmp_path / "quick" / "config.yaml")])
-    given = parse(["--config", str(ROOT / "configs" / "quick.yaml"), "--run_dir", str(tmp_path / "quick")])
+    given = parse(["--config", quick, "--run_dir", run, *smaller])
     assert saved[0] == given[0] and saved[2] == given[2] and saved[1].to_dict() == given[1].to_dict()
+    assert (saved[1].per_device_train_batch_size, saved[0].sft) == (16, {"max_steps": 8})  # the file's, and the flags'
     # the cross-run report reads finished runs (here the same run twice: one group of two "seeds")
     out = tmp_path / "report"
-    from rlrefine.cli import main as cli
-
-    assert cli(["report", str(tmp_path / "quick"), str(tmp_path / "quick"), "--out", str(out)]) == 0
+    assert cli(["report", run, run, "--out", str(out)]) == 0
     text = (out / "report.md").read_text()
-    assert f"| rl-grpo | {acc['rl-grpo', 'hops=1']:.3f} |" in text and "| grpo | quick, quick (2) | 200 |" in text
+    assert f"| rl-grpo | {acc['rl-grpo', 'hops=1']:.3f} |" in text and "| grpo | quick, quick (2) | 40 |" in text
     assert (out / "curves.png").stat().st_size > 0 and "different problems" not in text
 
 
