@@ -93,6 +93,8 @@ def defaults_for(algorithm: str) -> dict:
     if algorithm == "rft":
         defaults = {k: v for k, v in defaults.items() if k not in _GENERATION_KEYS}
         defaults.update(learning_rate=5e-4, max_steps=200, max_length=256)
+    if algorithm == "ppo":  # without the KL to the reference, per-token advantages drift the numbering ("Q22:")
+        defaults.update(kl_coef=0.05)
     return defaults
 
 

@@ -47,7 +47,7 @@ class PPOConfig(GRPOConfig):
     gamma: float = field(default=1.0, metadata={"help": "GAE discount"})
     lam: float = field(default=0.95, metadata={"help": "GAE lambda"})
     kl_coef: float = field(
-        default=0.0, metadata={"help": "per-token KL penalty to the reference policy, in the reward"}
+        default=0.05, metadata={"help": "per-token KL penalty to the reference policy, in the reward (0: none)"}
     )
     whiten_advantages: bool = field(default=True, metadata={"help": "normalise advantages per batch"})
 
