@@ -87,7 +87,7 @@ def cpu_standin(config: Path, out: Path, served: dict[str, Served] | None = None
     cfg["sft"].update({k: v for k, v in GPU_ONLY.items() if k in cfg["sft"]})
     cfg.update({k: v for k, v in GPU_ONLY.items() if k in cfg}, **TINY_RUN, **TINY_TRAINING)
     cfg.update(run_dir=str(out / "run"), per_device_train_batch_size=4)
-    if cfg.get("algorithm", "grpo") in ("grpo", "rloo"):
+    if cfg.get("algorithm", "grpo") in ("grpo", "rloo", "ppo"):
         cfg.update(num_generations=4, max_completion_length=min(cfg.get("max_completion_length", 32), 32))
     if cfg.get("dtype") in ("bfloat16", "float16"):
         cfg["dtype"] = "float32"
