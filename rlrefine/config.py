@@ -93,8 +93,8 @@ def defaults_for(algorithm: str) -> dict:
     if algorithm == "rft":
         defaults = {k: v for k, v in defaults.items() if k not in _GENERATION_KEYS}
         defaults.update(learning_rate=5e-4, max_steps=200, max_length=256)
-    if algorithm == "ppo":  # without the KL to the reference, per-token advantages drift the numbering ("Q22:")
-        defaults.update(kl_coef=0.05)
+    if algorithm == "ppo":  # lambda 1: with 0.95 the critic's per-token credit drifted the numbering ("Q22:")
+        defaults.update(lam=1.0, kl_coef=0.0)
     return defaults
 
 

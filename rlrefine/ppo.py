@@ -45,9 +45,9 @@ class PPOConfig(GRPOConfig):
     vf_coef: float = field(default=0.5, metadata={"help": "weight of the value loss"})
     cliprange_value: float = field(default=0.2, metadata={"help": "value updates clipped to this range"})
     gamma: float = field(default=1.0, metadata={"help": "GAE discount"})
-    lam: float = field(default=0.95, metadata={"help": "GAE lambda"})
+    lam: float = field(default=1.0, metadata={"help": "GAE lambda (1: returns minus the critic's value)"})
     kl_coef: float = field(
-        default=0.05, metadata={"help": "per-token KL penalty to the reference policy, in the reward (0: none)"}
+        default=0.0, metadata={"help": "per-token KL penalty to the reference policy, in the reward (0: none)"}
     )
     whiten_advantages: bool = field(default=True, metadata={"help": "normalise advantages per batch"})
 
