@@ -2,6 +2,9 @@
 
 >>> format_validity(None, ["Q1: How many cards does Pia have ?", "Pia Pia"])
 [1.0, 0.0]
+>>> four = "Q1: a ?\\nQ2: b ?\\nQ3: c ?\\nQ4: d ?"
+>>> format_validity(None, [four]), format_validity(None, [four], cap=4), format_validity(None, [four], cap=None)
+([0.0], [1.0], [1.0])
 >>> SubquestionCost(0.1)(None, ["Q1: a ?\\nQ2: b ?", "No decomposition ."])
 [-0.2, 0.0]
 >>> SubquestionCap(3)(None, ["Q1: a ?\\nQ2: b ?\\nQ3: c ?\\nQ4: d ?"])
@@ -13,9 +16,12 @@ from __future__ import annotations
 from rlrefine.format import MAX_SUBQUESTIONS, completion_text, parse
 
 
-def format_validity(prompts, completions, completion_ids=None, **kwargs) -> list[float]:
-    """1 when the completion follows the sub-question format exactly (numbered questions, no repeats)."""
-    return [float(parse(completion_text(c)).valid) for c in completions]
+def format_validity(
+    prompts, completions, completion_ids=None, cap: int | None = MAX_SUBQUESTIONS, **kwargs
+) -> list[float]:
+    """1 when the completion follows the sub-question format exactly (numbered questions, no repeats, at most ``cap``
+    of them; ``cap: null`` for none)."""
+    return [float(parse(completion_text(c), cap).valid) for c in completions]
 
 
 class SubquestionCost:

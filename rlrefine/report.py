@@ -74,6 +74,9 @@ def group(runs: list[Path]) -> list[Group]:
         kin = [h for h in found if h.config.get("algorithm") == g.config.get("algorithm")]
         keys = sorted({k for h in kin for k in h.config} - GROUPING_IGNORES)
         differing = [k for k in keys if len({json.dumps(h.config.get(k), default=str) for h in kin}) > 1]
+        alone = [k for k in differing if len({json.dumps(h.config.get(k), default=str) for h in kin}) == len(kin)]
+        if alone:  # one setting tells every group apart: name only the shortest such (a cap, not the reward list too)
+            differing = [min(alone, key=lambda k: sum(len(str(h.config.get(k))) for h in kin))]
         extra = ", ".join(f"{k}={g.config.get(k)}" for k in differing)
         g.label = str(g.config.get("algorithm", "run")) + (f" ({extra})" if extra else "")
     labels = [g.label for g in found]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ["sft_vs_rl", "solver_transfer", "cross_domain", "distill_which_part"]
+SCRIPTS = ["sft_vs_rl", "solver_transfer", "cross_domain", "distill_which_part", "subq_cap"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

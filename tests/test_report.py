@@ -88,3 +88,15 @@ def test_groups_are_labelled_by_what_sets_them_apart(tmp_path):
     a = _run(tmp_path, "a", {**base, "learning_rate": 1e-4, "seed": 0}, _grpo(0, 0.9, 0.7))
     b = _run(tmp_path, "b", {**base, "learning_rate": 3e-4, "seed": 0}, _grpo(0, 0.9, 0.7))
     assert [g.label for g in group([a, b])] == ["grpo (learning_rate=0.0001)", "grpo (learning_rate=0.0003)"]
+
+
+def test_one_setting_that_tells_groups_apart_is_the_label(tmp_path):
+    """A cap ablation changes the teacher and the reward list together: the label names the shorter one only."""
+    from rlrefine.report import group
+
+    runs = []
+    for cap in (None, 2):
+        rewards = [{"name": "solver"}, {"name": "format", "weight": 0.1, "cap": cap}]
+        config = {"algorithm": "grpo", "teacher": f"teacher:cap={cap}", "rewards": rewards, "seed": 0}
+        runs.append(_run(tmp_path, f"cap{cap}", config, _grpo(0, 0.9, 0.7)))
+    assert [g.label for g in group(runs)] == ["grpo (teacher=teacher:cap=None)", "grpo (teacher=teacher:cap=2)"]

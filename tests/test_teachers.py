@@ -63,6 +63,8 @@ def test_teacher_settings_and_name():
     teacher = make_decomposer("teacher:merge=0.2,cap=2")
     assert (teacher.merge, teacher.cap, teacher.name) == (0.2, 2, "teacher:merge=0.2,cap=2")
     assert make_decomposer({"name": "teacher", "cap": 2, "merge": 0.2}).name == teacher.name  # however it is spelled
+    uncapped = make_decomposer("teacher:cap=null,redundant=1")  # no cap (the sub-question cap ablation)
+    assert (uncapped.cap, uncapped.name) == (None, "teacher:redundant=1,cap=null")
     assert make_decomposer("teacher:merge=0.5").name == "teacher"  # the defaults are not part of the name
 
 
