@@ -5,6 +5,8 @@ resumed), and the settings of their --quick path. Each script is one command tha
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 from pathlib import Path
 
 import yaml
@@ -63,6 +65,6 @@ def _settings(argv: list[str]) -> set[str]:
 def report(runs: list[Path], out: Path) -> Path:
     from rlrefine.report import report as write
 
-    path = write(runs, out)
+    path = write(runs, out, made_by=shlex.join(["python", *sys.argv]))
     print(path.read_text())
     return path

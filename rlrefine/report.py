@@ -201,7 +201,11 @@ def markdown(groups: list[Group]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def report(runs: list[Path], out: Path) -> Path:
+def report(runs: list[Path], out: Path, made_by: str | None = None) -> Path:
+    """Write ``out/report.md`` and its pictures; ``made_by`` (the command that made the runs and this report) is
+    stated under the title with today's date, so a committed report says how to make it again."""
+    from datetime import date
+
     from rlrefine.atomic import write_text
     from rlrefine.plots import plot_cost, plot_curves, plot_heatmap
 
@@ -216,18 +220,26 @@ def report(runs: list[Path], out: Path) -> Path:
         if (cells := [c for c in all_cells if _usable(c)])
     }
     plot_cost(cost, out / "cost.png")
-    write_text(out / "report.md", markdown(groups) + "\n![accuracy](heatmap.png)\n![training](curves.png)\n"
+    text = markdown(groups)
+    if made_by:
+        title, _, rest = text.partition("\n")
+        text = f"{title}\n\nMade by `{made_by}` on {date.today().isoformat()}.\n{rest}"
+    write_text(out / "report.md", text + "\n![accuracy](heatmap.png)\n![training](curves.png)\n"
                "![cost](cost.png)\n")  # fmt: skip
     return out / "report.md"
 
 
 def main(argv: list[str] | None = None) -> Path:
     import argparse
+    import shlex
+    import sys
 
     parser = argparse.ArgumentParser(prog="rlrefine report", description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("runs", nargs="+", type=Path, help="finished run folders (train.py --run_dir)")
     parser.add_argument("--out", type=Path, required=True, help="folder for report.md and the pictures")
     args = parser.parse_args(argv)
-    path = report(args.runs, args.out)
+    path = report(
+        args.runs, args.out, made_by=shlex.join(["rlrefine", "report", *(sys.argv[1:] if argv is None else argv)])
+    )
     print(path.read_text())
     return path

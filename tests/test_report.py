@@ -57,6 +57,10 @@ def test_report_groups_seeds_and_shows_missing_cells_as_missing(runs, tmp_path, 
     out = tmp_path / "report"
     assert cli(["report", *map(str, runs), "--out", str(out)]) == 0
     text = (out / "report.md").read_text()
+    from datetime import date
+
+    made_by = f"Made by `rlrefine report {' '.join(map(str, runs))} --out {out}` on {date.today().isoformat()}."
+    assert text.splitlines()[:3] == ["# rlrefine report", "", made_by]  # how to make it again
     assert "| grpo | grpo-0, grpo-1 (2) | 100 | grpo | hops=1 | 2.0 |" in text
     assert "| grpo: rl-grpo | 0.850 (0.800–0.900) | 0.600 (0.500–0.700) |" in text  # mean (worst–best) of 2 seeds
     assert "| ppo: rl-ppo | — | — |" in text  # missing and failed: never 0
