@@ -49,8 +49,17 @@ def require_dynamic(decomposer: Decomposer) -> DynamicDecomposer:
 
 def next_question(reply: Decomposed, asked: Sequence[str]) -> str | None:
     """The first sub-question in a reply that was not asked before; None ends the problem (the no-decomposition
-    marker, text without a sub-question, or only repeats: a loop that re-asks would never end)."""
-    return next((q for q in parse(reply.text, None).subquestions if q not in asked), None)
+    marker, only repeats: a loop that re-asks would never end, or text without a sub-question: prose is not one,
+    though a bare question line is).
+
+    >>> next_question(Decomposed("Q2: How many cards does Ada have ?"), ["How many cards does Pia have ?"])
+    'How many cards does Ada have ?'
+    >>> next_question(Decomposed("Pia has 22 cards, so we are done"), []) is None
+    True
+    """
+    parsed = parse(reply.text, None)
+    found = parsed.subquestions if parsed.parseable else [q for q in parsed.subquestions if q.endswith("?")]
+    return next((q for q in found if q not in asked), None)
 
 
 def _shown(result: SolveResult, asked: int) -> str | None:
