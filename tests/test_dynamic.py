@@ -212,3 +212,20 @@ def test_a_model_decomposer_runs_dynamic_mode_batched(tiny_model_dir, test_rows)
     assert 1 <= len(conversations) <= MAX_SUBQUESTIONS and len(conversations[0]) == len(rows)
     assert all(isinstance(r, SolveResult) and r.error is None for r in results)
     assert all(d.prompt_tokens > 0 for d in decomposed)
+
+
+def test_the_eval_command_and_the_pipeline_take_the_modes(world_dir, tmp_path):
+    from rlrefine.cli import main
+    from rlrefine.config import parse, preflight
+
+    out = tmp_path / "eval"
+    argv = ["eval", "--data", str(world_dir), "--limit", "20", "--decomposers", "oracle", "--solvers", "hops=1"]
+    assert main([*argv, "--modes", "static", "dynamic", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert [c["decomposer"] for c in results["cells"]] == ["oracle", "oracle (dynamic)"]
+    assert main([*argv, "--modes", "dynamc", "--out", str(out)]) == 2
+    args = parse(["--data", "world:small", "--eval_modes", "static", "dynamic"])[0]
+    assert args.eval_modes == ["static", "dynamic"] and parse([])[0].eval_modes == ["static"]
+    args.eval_modes = ["sttic"]
+    with pytest.raises(UsageError, match="unknown evaluation mode"):
+        preflight(args)
