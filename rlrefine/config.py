@@ -128,6 +128,10 @@ class PipelineArgs:
     eval_split: str = field(default="test")
     eval_limit: int | None = field(default=1000)
     eval_solvers: list[str] | None = field(default=None, metadata={"help": "default: the default solver set"})
+    eval_modes: list[str] = field(
+        default_factory=lambda: ["static"],
+        metadata={"help": "static, dynamic or both: dynamic cells are extra rows, 'NAME (dynamic)'"},
+    )
     pass_k: int = field(default=8, metadata={"help": "pass@k of SFT and RL decomposers with the training solver"})
     eval_cache: str | None = field(
         default=None, metadata={"help": "an evaluation cache shared by runs (default: RUN/eval); cells are reused"}
@@ -216,9 +220,11 @@ def preflight(args: PipelineArgs) -> None:
 
     from rlrefine.data import load_splits, require
     from rlrefine.distill import DECOMPOSER_VARIANTS
+    from rlrefine.dynamic import check_modes
     from rlrefine.registry import check
     from rlrefine.solvers import DEFAULT_SOLVERS, shared_solver
 
+    check_modes(args.eval_modes)
     unknown = sorted(set(args.sft) - set(SFTConfig.__dataclass_fields__))
     if unknown:
         raise UsageError(f"unknown sft setting(s): {', '.join(unknown)}")

@@ -24,9 +24,11 @@ import yaml
 from rlrefine.atomic import write_json, write_text
 from rlrefine.data import require
 from rlrefine.decomposers import Decomposer, make_decomposer
+from rlrefine.dynamic import VERSION as DYNAMIC_VERSION
+from rlrefine.dynamic import check_modes, require_dynamic, solve_dynamic, supports_dynamic
 from rlrefine.format import parse
 from rlrefine.grading import grade
-from rlrefine.pipeline import decompose, solve_and_grade
+from rlrefine.pipeline import decompose, records, solve_and_grade
 from rlrefine.protocols import UsageError
 from rlrefine.registry import check
 from rlrefine.solvers import DEFAULT_SOLVERS, Solver, make_solver
@@ -101,6 +103,25 @@ def summarize(rows: Sequence[Mapping], decomposed, parsed, records, decomposer, 
     }
 
 
+def dynamic_label(name: str) -> str:
+    """A dynamic cell's decomposer name: its own row in every table, beside the same decomposer's static one."""
+    return f"{name} (dynamic)"
+
+
+def dynamic_cell(rows: Sequence[Mapping], dec: Decomposer, solver: Solver, cell_path: Path | None) -> dict:
+    """A cell evaluated in dynamic mode (``rlrefine.dynamic``), cached as static cells are. Its decompositions depend
+    on the solver's answers, so there is no per-decomposer cache: a killed evaluation redoes the cell."""
+    if cell_path and cell_path.exists():
+        return json.loads(cell_path.read_text())
+    decomposed, results = solve_dynamic(dec, solver, rows)
+    parsed = [parse(d.text) for d in decomposed]
+    cell = summarize(rows, decomposed, parsed, records(rows, results), dec, solver)
+    cell.update(decomposer=dynamic_label(dec.name), mode="dynamic")
+    if cell_path and not cell["errors"]:
+        write_json(cell_path, cell)
+    return cell
+
+
 def priced(cell: dict, decomposer: Decomposer, solver: Solver, prices: Mapping[str, Sequence[float]]) -> dict:
     """The cell with its cost under ``prices``: computed from the token counts at report time, so a cached cell
     is re-priced when the price table changes."""
@@ -120,14 +141,20 @@ def evaluate(
     progress: bool = True,
     skip_unfit: bool = False,
     cache: str | Path | None = None,
+    modes: Sequence[str] = ("static",),
 ) -> dict:
     """Evaluate every cell; with ``out``, cache and resume, and write results.json and results.md there. The cache
     (``out/cache`` unless ``cache`` names a folder that several evaluations share) is keyed by the rows, the exact
     decomposer and the exact solver, so a shared one only ever hands back the same cell.
 
-    A decomposer that refuses these problems (the oracle where they have no gold sub-questions) fails the call
-    before any work, or with ``skip_unfit`` (a default matrix) is left out with a note in the results."""
+    ``modes``: ``static`` (the paper's pipeline), ``dynamic`` (one sub-question per round after the solver's answers;
+    its cells are rows named "NAME (dynamic)", cached under a key of their own) or both.
+
+    A decomposer that refuses these problems (the oracle where they have no gold sub-questions), or has no dynamic
+    mode when one is asked for, fails the call before any work, or with ``skip_unfit`` (a default matrix) is left out
+    (of that mode) with a note in the results."""
     prices = {**DEFAULT_PRICES, **(prices or {})}
+    modes = check_modes(modes)
     rows = list(rows)
     notes = []
     for kind, specs in (("decomposer", decomposers), ("solver", solvers)):  # before any model loads
@@ -143,6 +170,11 @@ def evaluate(
                 notes.append(f"{what} left out: {exc}")
     decomposers = [make_decomposer(d) for d in decomposers]  # resolve all names before any work
     solvers = [make_solver(s) for s in solvers]
+    dynamic = [d for d in decomposers if "dynamic" in modes and supports_dynamic(d)]
+    for dec in [d for d in decomposers if "dynamic" in modes and d not in dynamic]:
+        if not skip_unfit:
+            require_dynamic(dec)  # raises, naming the decomposers that have a dynamic mode
+        notes.append(f"{dec.name} left out of dynamic mode: it has no next_subquestion")
     for solver in solvers:  # what only the built solver knows (a model solver that calculates over world stories)
         require(f"solver {solver.name!r}", getattr(solver, "requires", ()), rows, "the evaluated data")
     key = rows_key(rows)
@@ -150,21 +182,29 @@ def evaluate(
     shelf = Path(cache) if cache else out / "cache" if out else None
     cells, timings = [], {}
     for dec in decomposers:
-        cache = shelf / key / f"{cache_name(dec)}.jsonl" if shelf else None
-        start = time.perf_counter()
-        decomposed = decompose(dec, rows, batch_size, cache=cache, progress=progress)
-        timings[dec.name] = time.perf_counter() - start
-        parsed = [parse(d.text) for d in decomposed]
-        for solver in solvers:
-            cell_path = shelf / key / f"{cache_name(dec)}__{cache_name(solver)}.json" if shelf else None
-            if cell_path and cell_path.exists():
-                cell = json.loads(cell_path.read_text())
-            else:
-                records = solve_and_grade(rows, parsed, solver, [d.error for d in decomposed])
-                cell = summarize(rows, decomposed, parsed, records, dec, solver)
-                if cell_path and not cell["errors"]:  # a decomposer or solver failure: the cell is redone next time
-                    write_json(cell_path, cell)
-            cells.append(priced(cell, dec, solver, prices))
+        if "static" in modes:
+            cache = shelf / key / f"{cache_name(dec)}.jsonl" if shelf else None
+            start = time.perf_counter()
+            decomposed = decompose(dec, rows, batch_size, cache=cache, progress=progress)
+            timings[dec.name] = time.perf_counter() - start
+            parsed = [parse(d.text) for d in decomposed]
+            for solver in solvers:
+                cell_path = shelf / key / f"{cache_name(dec)}__{cache_name(solver)}.json" if shelf else None
+                if cell_path and cell_path.exists():
+                    cell = json.loads(cell_path.read_text())
+                else:
+                    graded = solve_and_grade(rows, parsed, solver, [d.error for d in decomposed])
+                    cell = summarize(rows, decomposed, parsed, graded, dec, solver)
+                    if cell_path and not cell["errors"]:  # a decomposer or solver failure: the cell is redone next time
+                        write_json(cell_path, cell)
+                cells.append(priced(cell, dec, solver, prices))
+        if dec in dynamic:
+            start = time.perf_counter()
+            for solver in solvers:
+                name = f"{cache_name(dec)}__{cache_name(solver)}__dynamic-{DYNAMIC_VERSION}.json"
+                cell = dynamic_cell(rows, dec, solver, shelf / key / name if shelf else None)
+                cells.append(priced(cell, dec, solver, prices))
+            timings[dynamic_label(dec.name)] = time.perf_counter() - start  # decompose and solve, interleaved
     results = {
         "schema": SCHEMA,
         "n": len(rows),
@@ -276,6 +316,9 @@ class EvalArgs:
     out: str = field(default="runs/eval")
     prices: str | None = field(default=None, metadata={"help": "YAML file: name -> [USD/1M in, USD/1M out]"})
     batch_size: int = field(default=64)
+    modes: list[str] = field(
+        default_factory=lambda: ["static"], metadata={"help": "static, dynamic or both: how decomposers are run"}
+    )
 
 
 def load_prices(path: str | None) -> dict:
@@ -306,6 +349,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     (args,) = parse_config(EvalArgs, argv, prog="rlrefine eval")
     rows = load_split(args.data, args.split, args.limit, args.domain)
-    results = evaluate(rows, args.decomposers, args.solvers, args.out, load_prices(args.prices), args.batch_size)
+    results = evaluate(
+        rows, args.decomposers, args.solvers, args.out, load_prices(args.prices), args.batch_size, modes=args.modes
+    )
     sys.stdout.write(report(results))
     return results

@@ -8,6 +8,7 @@ as a ``Decomposition`` whose ``problems`` say what was wrong, so a reward can pe
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 NO_DECOMPOSITION = "No decomposition ."
@@ -158,6 +159,33 @@ def decomposer_messages(
             {"role": "assistant", "content": render(subquestions)},
         ]
     return [{"role": "system", "content": instruction}] * bool(instruction) + shown + [user]
+
+
+NEXT_SUBQUESTION = "Write Q{k}: the next sub-question, or write No decomposition . if none is needed."
+
+
+def dynamic_messages(
+    context: str,
+    question: str,
+    history: Sequence[tuple[str, str | None]],
+    instruction: str | None = None,
+    demonstration: bool = False,
+) -> list[dict]:
+    """The decomposer's prompt in dynamic mode: the static prompt, then per earlier step its sub-question (an
+    assistant turn) and the solver's answer with the request for the next one (a user turn). With no history it is
+    the static prompt, so the first sub-question is asked as in static mode.
+
+    >>> [m["role"] for m in dynamic_messages("", "How many ?", [("How many a ?", "3")], "")]
+    ['user', 'assistant', 'user']
+    >>> dynamic_messages("", "How many ?", [("How many a ?", None)], "")[-1]["content"].splitlines()[0]
+    'A1: unknown'
+    """
+    messages = decomposer_messages(context, question, instruction, demonstration)
+    for k, (subquestion, answer) in enumerate(history, 1):
+        messages.append({"role": "assistant", "content": f"Q{k}: {subquestion}"})
+        shown = "unknown" if answer is None else answer
+        messages.append({"role": "user", "content": f"A{k}: {shown}\n{NEXT_SUBQUESTION.format(k=k + 1)}"})
+    return messages
 
 
 SOLVER_INSTRUCTION = (

@@ -51,6 +51,11 @@ def solve_and_grade(
     for i, reason in enumerate(failed):
         if reason:
             results[i] = SolveResult(answer=None, error=f"decomposer: {reason}")
+    return records(rows, results)
+
+
+def records(rows: Sequence[Mapping], results: Sequence[SolveResult]) -> list[dict]:
+    """One graded record per problem from the solver's results (static or dynamic: grading is the same)."""
     return [
         {
             "id": row["id"],

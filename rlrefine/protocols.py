@@ -30,6 +30,23 @@ class Decomposer(Protocol):
     def decompose(self, rows: Sequence[Mapping]) -> list[Decomposed]: ...
 
 
+@runtime_checkable
+class DynamicDecomposer(Protocol):
+    """Optional, for dynamic decomposition (``rlrefine.dynamic``, the paper's Table 6): the next sub-question of each
+    problem after the solver's answers to the earlier ones, instead of all of them at once.
+
+    ``histories[i]`` holds problem i's (sub-question, the solver's answer or None) pairs, oldest first. The reply is
+    format text holding the next sub-question, or ``No decomposition .`` when no more is needed; a reply with no new
+    sub-question ends that problem too. Tokens are this call's alone (the loop sums them over rounds)."""
+
+    name: str
+    price_key: str
+
+    def next_subquestion(
+        self, rows: Sequence[Mapping], histories: Sequence[Sequence[tuple[str, str | None]]]
+    ) -> list[Decomposed]: ...
+
+
 @dataclass
 class SolveResult:
     """One solved problem. ``error`` is set when the solver failed (timeout, exception): that sample is

@@ -93,7 +93,9 @@ def eval_stage(args: PipelineArgs, run: Path, sft: Path, rl: Path, seed: int) ->
     ]
     solvers = [shared_solver(s) for s in args.eval_solvers or DEFAULT_SOLVERS]  # the ones checked at start-up
     decomposers = ["none", "oracle", args.teacher, *students]  # without gold sub-questions: no oracle, with a note
-    results = evaluate(rows, decomposers, solvers, run / "eval", skip_unfit=True, cache=args.eval_cache)
+    results = evaluate(
+        rows, decomposers, solvers, run / "eval", skip_unfit=True, cache=args.eval_cache, modes=args.eval_modes
+    )
     results["pass_at_k"] = {s.name: pass_at_k(s, rows, args.train_solver, args.pass_k, seed=seed) for s in students}
     write_json(run / "results.json", results)
     write_text(run / "results.md", report(results))

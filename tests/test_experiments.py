@@ -1,6 +1,8 @@
 """The ablation scripts: each parses its options, and the one that covers the most code (every algorithm, SD-R and
-the report) runs its --quick path end to end."""
+the report) runs its --quick path end to end, as does static_vs_dynamic (seconds: no training)."""
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -8,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ["sft_vs_rl", "solver_transfer", "cross_domain", "distill_which_part", "subq_cap"]
+SCRIPTS = ["sft_vs_rl", "solver_transfer", "cross_domain", "distill_which_part", "subq_cap", "static_vs_dynamic"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -42,3 +44,19 @@ def test_sft_vs_rl_quick_end_to_end(tmp_path):
     ]  # fmt: skip
     again = subprocess.run(cmd, capture_output=True, text=True)  # finished runs are reused, not redone
     assert again.returncode == 0 and "Loading weights" not in again.stderr
+
+
+def test_static_vs_dynamic_quick_end_to_end(tmp_path, tiny_model_dir):
+    out = tmp_path / "svd"
+    script = str(ROOT / "experiments" / "static_vs_dynamic.py")
+    cmd = [sys.executable, script, "--out", str(out), "--quick", "--decomposers", f"tiny={tiny_model_dir}"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this tree's rlrefine, whichever one is installed
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = (out / "report.md").read_text()
+    for row in ("| teacher | hops=1 |", "| oracle | hops=2 |", "| tiny | hops=1 |"):
+        assert row in text, row
+    cells = json.loads((out / "report.json").read_text())["cells"]
+    assert len(cells) == 3 * 2 * 2  # (teacher, oracle, tiny) x (hops=1, hops=2) x (static, dynamic)
+    oracle = {c["decomposer"]: c for c in cells if c["solver"] == "hops=1" and c["decomposer"].startswith("oracle")}
+    assert oracle["oracle"]["accuracy"] == oracle["oracle (dynamic)"]["accuracy"] == 1.0

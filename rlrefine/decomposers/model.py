@@ -9,7 +9,7 @@ import os
 from collections.abc import Mapping, Sequence
 
 from rlrefine.engines import make_engine
-from rlrefine.format import decomposer_messages
+from rlrefine.format import decomposer_messages, dynamic_messages
 from rlrefine.protocols import ChatEngine, Completion, Decomposed
 
 
@@ -41,6 +41,19 @@ class ModelDecomposer:
         return [
             Decomposed(c.text, c.prompt_tokens, c.completion_tokens, c.error)
             for c in self.engine.chat([self.messages(r) for r in rows])
+        ]
+
+    def next_subquestion(
+        self, rows: Sequence[Mapping], histories: Sequence[Sequence[tuple[str, str | None]]]
+    ) -> list[Decomposed]:
+        """Dynamic mode: one batched chat over every problem, each shown its sub-questions and the solver's answers
+        so far (``format.dynamic_messages``). A student trained on static text has never seen such a conversation."""
+        conversations = [
+            dynamic_messages(r["context"], r["question"], h, self.instruction, self.demonstration)
+            for r, h in zip(rows, histories)
+        ]
+        return [
+            Decomposed(c.text, c.prompt_tokens, c.completion_tokens, c.error) for c in self.engine.chat(conversations)
         ]
 
     def sample(

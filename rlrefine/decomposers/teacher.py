@@ -13,7 +13,7 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 
-from rlrefine.decomposers.simple import words
+from rlrefine.decomposers.simple import step, words
 from rlrefine.format import MAX_SUBQUESTIONS, render
 from rlrefine.protocols import Decomposed
 from rlrefine.world import DOMAINS
@@ -66,14 +66,22 @@ class FlawedTeacher:
             asks.insert(rng.randint(0, len(asks)), rng.choice(off_chain))
         return asks[: self.cap]
 
+    def questions(self, row: Mapping) -> list[str]:
+        entities = self.entities(row)  # first: on data that is not the world it says so, by name
+        template, unit = DOMAINS[row["domain"]].question, json.loads(row["graph"] or "{}").get("unit")
+        return [template.format(e=e, u=unit) for e in entities]
+
     def decompose(self, rows: Sequence[Mapping]) -> list[Decomposed]:
         out = []
         for row in rows:
-            entities = self.entities(row)  # first: on data that is not the world it says so, by name
-            template, unit = DOMAINS[row["domain"]].question, json.loads(row["graph"] or "{}").get("unit")
-            text = render([template.format(e=e, u=unit) for e in entities])
+            text = render(self.questions(row))
             out.append(Decomposed(text, words(row["context"], row["question"]), words(text)))
         return out
+
+    def next_subquestion(self, rows: Sequence[Mapping], histories: Sequence[Sequence[tuple]]) -> list[Decomposed]:
+        """Dynamic mode: its k-th question, flaws and all, whatever the answers were (a teacher that ignores them).
+        A redundant repeat ends the problem there, as the dynamic loop ends any decomposer that repeats itself."""
+        return [step(self.questions(row), row, h) for row, h in zip(rows, histories)]
 
 
 def _show(value: object) -> str:

@@ -1,0 +1,139 @@
+"""Dynamic decomposition (the paper's Table 6): the decomposer writes one sub-question at a time, each after seeing
+the solver's answers to the earlier ones, until it writes no new sub-question or reaches the cap.
+
+Behind the same protocols as static mode: a decomposer that has ``next_subquestion`` (``protocols.DynamicDecomposer``)
+and any solver. Each round is one batched decomposer call over the problems still going and one batched solver call
+on each one's sub-questions so far, so a round costs what a static batch costs, and the rounds add up: the paper found
+dynamic decomposition 2-4x as expensive in tokens, and the counts here are summed over every call to show it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+
+from rlrefine.format import MAX_SUBQUESTIONS, NEXT_SUBQUESTION, parse, render
+from rlrefine.protocols import Decomposed, Decomposer, DynamicDecomposer, Solver, SolveResult, UsageError
+from rlrefine.solvers.base import solve_unique
+
+# how evaluation runs a decomposer: all sub-questions at once (the paper's pipeline), or one per round
+MODES = ("static", "dynamic")
+SUPPORTED = "none, oracle, teacher and model decomposers (a folder, hf:, vllm:, openai:)"
+# what evaluation caches key a dynamic cell on, beside the decomposer and the solver: the loop's cap and prompt
+VERSION = hashlib.sha256(f"{MAX_SUBQUESTIONS}|{NEXT_SUBQUESTION}".encode()).hexdigest()[:8]
+
+
+def check_modes(modes: Sequence[str]) -> list[str]:
+    """The evaluation modes asked for, in order; an unknown one is one line naming the valid ones."""
+    modes = list(dict.fromkeys(modes))
+    unknown = [m for m in modes if m not in MODES]
+    if unknown or not modes:
+        raise UsageError(
+            f"unknown evaluation mode(s) {', '.join(map(repr, unknown)) or '(none)'}; valid: {', '.join(MODES)}"
+        )
+    return modes
+
+
+def supports_dynamic(decomposer: Decomposer) -> bool:
+    return callable(getattr(decomposer, "next_subquestion", None))
+
+
+def require_dynamic(decomposer: Decomposer) -> DynamicDecomposer:
+    """The decomposer, or a one-line error naming the ones that have a dynamic mode."""
+    if not supports_dynamic(decomposer):
+        raise UsageError(
+            f"decomposer {decomposer.name!r} has no dynamic mode (a next_subquestion method); these do: {SUPPORTED}"
+        )
+    return decomposer  # type: ignore[return-value]
+
+
+def next_question(reply: Decomposed, asked: Sequence[str]) -> str | None:
+    """The first sub-question in a reply that was not asked before; None ends the problem (the no-decomposition
+    marker, only repeats: a loop that re-asks would never end, or text without a sub-question: prose is not one,
+    though a bare question line is).
+
+    >>> next_question(Decomposed("Q2: How many cards does Ada have ?"), ["How many cards does Pia have ?"])
+    'How many cards does Ada have ?'
+    >>> next_question(Decomposed("Pia has 22 cards, so we are done"), []) is None
+    True
+    """
+    parsed = parse(reply.text, None)
+    found = parsed.subquestions if parsed.parseable else [q for q in parsed.subquestions if q.endswith("?")]
+    return next((q for q in found if q not in asked), None)
+
+
+def _shown(result: SolveResult, asked: int) -> str | None:
+    """The solver's answer to the latest sub-question: its trace's last entry, when the trace covers every one."""
+    return result.trace[-1].get("answer") if len(result.trace) == asked and result.trace else None
+
+
+def _ask(decomposer: DynamicDecomposer, rows, histories) -> list[Decomposed]:
+    """One batched decomposer call; a decomposer that raises or miscounts fails those problems, not the run."""
+    try:
+        replies = decomposer.next_subquestion(rows, histories)
+        if len(replies) != len(rows):
+            raise RuntimeError(f"decomposer {decomposer.name} returned {len(replies)} replies for {len(rows)} problems")
+        return list(replies)
+    except Exception as exc:  # noqa: BLE001 - a backend failure is a per-problem error
+        return [Decomposed("", error=f"{type(exc).__name__}: {exc}") for _ in rows]
+
+
+def solve_dynamic(
+    decomposer: Decomposer, solver: Solver, rows: Sequence[Mapping], max_rounds: int = MAX_SUBQUESTIONS
+) -> tuple[list[Decomposed], list[SolveResult]]:
+    """Decompose and solve every problem dynamically: (decomposition, result) per problem, in order.
+
+    A decomposition is the sub-questions asked, in the format, with the decomposer's tokens summed over rounds; a
+    result is the solver's on the final list of sub-questions, with the solver's tokens summed over every call. A
+    failed decomposer or solver call gives that problem an error result (``decomposer: ...`` or the solver's)."""
+    dynamic = require_dynamic(decomposer)
+    rows = list(rows)
+    histories: list[list[tuple[str, str | None]]] = [[] for _ in rows]
+    tokens = [[0, 0] for _ in rows]  # decomposer prompt, completion
+    spent = [[0, 0] for _ in rows]  # solver prompt, completion
+    errors: list[str | None] = [None] * len(rows)  # why a problem has no answer (a decomposer or solver failure)
+    failed: list[str | None] = [None] * len(rows)  # the decomposer's own failure, as a static Decomposed carries it
+    last: list[SolveResult | None] = [None] * len(rows)
+    active = list(range(len(rows)))
+    for _ in range(max_rounds):
+        replies = _ask(dynamic, [rows[i] for i in active], [list(histories[i]) for i in active])
+        going = []
+        for i, reply in zip(active, replies):
+            tokens[i][0] += reply.prompt_tokens
+            tokens[i][1] += reply.completion_tokens
+            question = None if reply.error else next_question(reply, [q for q, _ in histories[i]])
+            if reply.error:
+                failed[i], errors[i] = reply.error, f"decomposer: {reply.error}"
+            if question is not None:
+                histories[i].append((question, None))
+                going.append(i)
+        active = _solve(solver, rows, histories, going, spent, errors, last)
+        if not active:
+            break
+    direct = [i for i, h in enumerate(histories) if not h and errors[i] is None]  # stopped before asking anything
+    _solve(solver, rows, histories, direct, spent, errors, last)
+    decomposed = [
+        Decomposed(render([q for q, _ in h]), t[0], t[1], reason) for h, t, reason in zip(histories, tokens, failed)
+    ]
+    return decomposed, [_result(last[i], spent[i], errors[i]) for i in range(len(rows))]
+
+
+def _solve(solver, rows, histories, todo, spent, errors, last) -> list[int]:
+    """One batched solver call on each problem's sub-questions so far; records the answer shown next round and
+    returns the problems that go on (those the solver did not fail on)."""
+    if not todo:
+        return []
+    results = solve_unique(solver, [rows[i] for i in todo], [[q for q, _ in histories[i]] for i in todo])
+    for i, result in zip(todo, results):
+        spent[i][0] += result.prompt_tokens
+        spent[i][1] += result.completion_tokens
+        last[i], errors[i] = result, result.error
+        if histories[i]:
+            histories[i][-1] = (histories[i][-1][0], _shown(result, len(histories[i])))
+    return [i for i in todo if errors[i] is None]
+
+
+def _result(result: SolveResult | None, spent: list[int], error: str | None) -> SolveResult:
+    if error is not None or result is None:
+        return SolveResult(answer=None, prompt_tokens=spent[0], completion_tokens=spent[1], error=error or "no answer")
+    return SolveResult(result.answer, result.text, result.trace, spent[0], spent[1])
