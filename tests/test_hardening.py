@@ -70,8 +70,10 @@ def test_own_jsonl_trains_and_evaluates_end_to_end(world_jsonl, tmp_path):
 
     own_data, run = world_jsonl, tmp_path / "run"
     argv = ["--data", str(own_data), "--run_dir", str(run), "--sft", "{max_steps: 4}", "--max_steps", "2"]
-    results = main([*argv, *TINY.split()])
-    assert {c["decomposer"] for c in results["cells"]} == {"none", "oracle", "teacher", "sft", "rl-grpo"}
+    results = main([*argv, *TINY.split(), "--eval_modes", "static", "dynamic"])  # dynamic cells: their own rows
+    static = {"none", "oracle", "teacher", "sft", "rl-grpo"}
+    assert {c["decomposer"] for c in results["cells"]} == static | {f"{d} (dynamic)" for d in static}
+    assert "oracle (dynamic) | hops=1 | 1.000" in (run / "results.md").read_text()
     assert results["n"] == 8 and (run / "rl" / "config.json").exists()
     mapping = f"{{train: {own_data / 'train.jsonl'}, test: {own_data / 'test.jsonl'}}}"
     out = tmp_path / "eval"
