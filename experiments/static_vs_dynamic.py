@@ -22,6 +22,9 @@ dynamic rows measure that, not what a student trained for dynamic decomposition 
 from __future__ import annotations
 
 import json
+import shlex
+import sys
+from datetime import date
 from pathlib import Path
 
 from _runs import parser
@@ -101,6 +104,8 @@ def main() -> None:
     )
     lines = [
         f"# Static vs. dynamic decomposition ({len(rows)} problems of {chosen.data}:{chosen.split})",
+        "",
+        f"Made by `{shlex.join(['python', *sys.argv])}` on {date.today().isoformat()}.",
         "",
         *table(results),
         "",
