@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
+from itertools import combinations
 from pathlib import Path
 from statistics import mean
 
@@ -70,20 +71,46 @@ def group(runs: list[Path]) -> list[Group]:
         found.results.append(results)
         found.training.append(training)
     found = list(groups.values())
-    for g in found:  # named by the algorithm, and what sets it apart from other groups of the same algorithm
-        kin = [h for h in found if h.config.get("algorithm") == g.config.get("algorithm")]
-        keys = sorted({k for h in kin for k in h.config} - GROUPING_IGNORES)
-        differing = [k for k in keys if len({json.dumps(h.config.get(k), default=str) for h in kin}) > 1]
-        alone = [k for k in differing if len({json.dumps(h.config.get(k), default=str) for h in kin}) == len(kin)]
-        if alone:  # one setting tells every group apart: name only the shortest such (a cap, not the reward list too)
-            differing = [min(alone, key=lambda k: sum(len(str(h.config.get(k))) for h in kin))]
-        extra = ", ".join(f"{k}={g.config.get(k)}" for k in differing)
-        g.label = str(g.config.get("algorithm", "run")) + (f" ({extra})" if extra else "")
+    for algorithm in dict.fromkeys(g.config.get("algorithm") for g in found):
+        kin = [g for g in found if g.config.get("algorithm") == algorithm]
+        for g, extra in zip(kin, _apart(kin)):  # named by the algorithm and what sets it apart from its kin
+            g.label = str(algorithm or "run") + (f" ({extra})" if extra else "")
     labels = [g.label for g in found]
     for g in found:  # still alike: number them
         if labels.count(g.label) > 1:
             g.label = f"{g.label} #{[h for h in found if h.label == g.label].index(g) + 1}"
     return found
+
+
+def _apart(kin: list[Group]) -> list[str]:
+    """Per group, the fewest settings (shortest when several would do) that tell these groups apart, e.g.
+    ``train_solver=neural`` rather than every setting that differs; a reward list is shown by its names when they
+    suffice (``rewards=multi_solver+format``)."""
+    keys = sorted({k for g in kin for k in g.config} - GROUPING_IGNORES)
+    full = {k: [json.dumps(g.config.get(k), sort_keys=True, default=str) for g in kin] for k in keys}
+    differing = [k for k in keys if len(set(full[k])) > 1]
+    texts = {}
+    for k in differing:
+        short = [_short(g.config.get(k)) for g in kin]
+        texts[k] = short if len(set(short)) == len(set(full[k])) else [str(g.config.get(k)) for g in kin]
+    chosen = tuple(differing)
+    for size in range(1, len(differing) + 1):
+        apart = [c for c in combinations(differing, size) if len({tuple(texts[k][i] for k in c) for i in range(len(kin))}) == len(kin)]  # fmt: skip
+        if apart:
+            chosen = min(apart, key=lambda c: sum(len(t) for k in c for t in texts[k]))
+            break
+    return [", ".join(f"{k}={texts[k][i]}" for k in chosen) for i in range(len(kin))]
+
+
+def _short(value: object) -> str:
+    """A list of specs by their names (``solver+format``); anything else as it is."""
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(v, str) or (isinstance(v, dict) and "name" in v) for v in value)
+    ):
+        return "+".join(v if isinstance(v, str) else str(v["name"]) for v in value)
+    return str(value)
 
 
 def _usable(cell: dict) -> bool:
@@ -116,16 +143,40 @@ def _rows(groups: list[Group]) -> tuple[list[str], list[str], dict[tuple[str, st
     return decomposers, solvers, table
 
 
+def trained_on(spec: str, solvers: list[str]) -> str:
+    """The evaluated solver a run trained against: its spec names it as given (``memory=1``) and evaluation by its
+    full name (``hops=1,memory=1``), so a spec matches the one solver of its kind whose settings include its own.
+
+    >>> trained_on("memory=1", ["hops=1", "hops=1,memory=1", "neural"])
+    'hops=1,memory=1'
+    """
+    if spec in solvers:
+        return spec
+    from rlrefine.registry import parse
+
+    try:
+        name, settings = parse("solver", spec)
+        found = []
+        for solver in solvers:
+            other, given = parse("solver", solver)
+            if other == name and settings.items() <= given.items():
+                found.append(solver)
+    except ValueError:
+        return spec
+    return found[0] if len(found) == 1 else spec
+
+
 def holds_up(groups: list[Group]) -> list[dict]:
     """Per RL decomposer: training-solver accuracy, mean over unseen solvers, and the transfer ratio against the
     SFT decomposer it started from (means over seeds)."""
     out = []
     for g in groups:
-        cells, train = g.cells(), str(g.config.get("train_solver", ""))
+        cells = g.cells()
         for decomposer in dict.fromkeys(d for d, _ in cells):
             if not decomposer.startswith("rl-"):
                 continue
             solvers = [s for d, s in cells if d == decomposer]
+            train = trained_on(str(g.config.get("train_solver", "")), solvers)
             unseen = [s for s in solvers if s != train]
             acc = {s: _stat(cells[decomposer, s]) for s in solvers}
             sft = {s: _stat(cells.get(("sft", s), [])) for s in solvers}
@@ -176,7 +227,7 @@ def markdown(groups: list[Group]) -> str:
             f"{num(row['transfer'])} |"
         )
     domains = sorted({d for cells in table.values() for c in cells for d in c.get("by_domain", {})})
-    train = str(groups[0].config.get("train_solver", solvers[0] if solvers else ""))
+    train = trained_on(str(groups[0].config.get("train_solver", solvers[0] if solvers else "")), solvers)
     if len(domains) > 1 and train in solvers:
         lines += ["", f"## By domain (accuracy with {train}, mean over seeds)", ""]
         lines += ["| decomposer | " + " | ".join(domains) + " |", "|---" * (len(domains) + 1) + "|"]

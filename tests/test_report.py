@@ -104,3 +104,25 @@ def test_one_setting_that_tells_groups_apart_is_the_label(tmp_path):
         config = {"algorithm": "grpo", "teacher": f"teacher:cap={cap}", "rewards": rewards, "seed": 0}
         runs.append(_run(tmp_path, f"cap{cap}", config, _grpo(0, 0.9, 0.7)))
     assert [g.label for g in group(runs)] == ["grpo (teacher=teacher:cap=None)", "grpo (teacher=teacher:cap=2)"]
+
+
+def test_a_train_x_eval_matrix_is_labelled_by_the_fewest_settings(tmp_path):
+    """solver_transfer.py's runs: the training solver differs, and one run trains on a reward list of its own. Each
+    group is named by what sets it apart (reward lists by their names), and a training solver given as ``memory=1``
+    is found among the evaluated solvers under its full name."""
+    from rlrefine.report import group, holds_up
+
+    single = [{"name": "solver", "subquestion_cost": 0.05}, {"name": "format", "weight": 0.1}]
+    multi = [{"name": "multi_solver", "solvers": ["hops=1", "hops=1,memory=1"]}, {"name": "format", "weight": 0.1}]
+    cells = [_cell(d, s, a) for d, a in (("sft", 0.5), ("rl-grpo", 0.9)) for s in ("hops=1", "hops=1,memory=1")]
+    runs = [
+        _run(tmp_path, name, {"algorithm": "grpo", "train_solver": solver, "rewards": rewards, "seed": 0}, cells)
+        for name, solver, rewards in (("a", "hops=1", single), ("b", "memory=1", single), ("c", "hops=1", multi))
+    ]
+    assert [g.label for g in group(runs)] == [
+        "grpo (rewards=solver+format, train_solver=hops=1)",
+        "grpo (rewards=solver+format, train_solver=memory=1)",
+        "grpo (rewards=multi_solver+format, train_solver=hops=1)",
+    ]
+    rows = holds_up(group(runs))
+    assert [(r["train_solver"], r["trained"]) for r in rows][1] == ("hops=1,memory=1", 0.9)
