@@ -81,9 +81,12 @@ def test_resolution_errors():
     ):
         resolve("solver", solvr="hops=1")
     with pytest.raises(
-        ValueError, match="is a ready reward, not a factory: it takes settings none, not weight; .*write a factory"
+        ValueError,
+        match=r"is a ready reward, not a factory: it takes settings its own keyword parameters \(cap\), "
+        "not weight; .*write a factory",
     ):
         resolve("format", weight=2)
+    assert resolve("format", cap=4)(None, ["Q1: a ?\nQ2: b ?\nQ3: c ?\nQ4: d ?"]) == [1.0]  # its own setting binds
     with pytest.raises(ValueError, match="plugin file 'missing.py' not found"):
         resolve("missing.py:f")
     with pytest.raises(ValueError, match="rlrefine.rewards.shape has no 'nothing'; it defines: .*format_validity"):
