@@ -93,9 +93,13 @@ def _apart(kin: list[Group]) -> list[str]:
     for k in differing:
         short = [_short(g.config.get(k)) for g in kin]
         texts[k] = short if len(set(short)) == len(set(full[k])) else [str(g.config.get(k)) for g in kin]
+
+    def tells_apart(keys: tuple[str, ...]) -> bool:
+        return len({tuple(texts[k][i] for k in keys) for i in range(len(kin))}) == len(kin)
+
     chosen = tuple(differing)
     for size in range(1, len(differing) + 1):
-        apart = [c for c in combinations(differing, size) if len({tuple(texts[k][i] for k in c) for i in range(len(kin))}) == len(kin)]  # fmt: skip
+        apart = [c for c in combinations(differing, size) if tells_apart(c)]
         if apart:
             chosen = min(apart, key=lambda c: sum(len(t) for k in c for t in texts[k]))
             break
