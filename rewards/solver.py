@@ -9,6 +9,7 @@ counted in the logs; it never stops training.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 from rlrefine.format import completion_text, parse
@@ -16,6 +17,8 @@ from rlrefine.grading import grade
 from rlrefine.solvers import shared_solver, solve_unique
 
 ROW_COLUMNS = ("id", "context", "question", "answer", "metric", "graph", "domain")
+CUT_WARNING = 0.1  # share of a batch cut at the length limit that is worth a warning: those samples learn nothing
+log = logging.getLogger(__name__)
 
 
 def rows_from(kwargs: dict, n: int) -> list[dict]:
@@ -82,10 +85,19 @@ class SolverCorrectness:
             tokenizer,
         )
         self.__name__ = f"solver[{_label(solver)}]"
+        self.warned = False
 
     def __call__(self, prompts, completions, completion_ids=None, **kwargs) -> list[float | None]:
         parsed, results, scores = _solve(self.solver, completions, kwargs)
         ids = completion_ids or [None] * len(completions)
+        cut = _mean([not finished(c, self.tokenizer) for c in ids])
+        if cut >= CUT_WARNING and self.truncated is not None and not self.warned:
+            log.warning(
+                "%s: %.0f %% of a batch was cut at the completion-length limit and scored %s: if decompositions need "
+                "more tokens (deeper problems, more sub-questions), raise max_completion_length",
+                self.__name__, 100 * cut, self.truncated,
+            )  # fmt: skip
+            self.warned = True
         out: list[float | None] = []
         for p, score, cid in zip(parsed, scores, ids):
             if score is None:
@@ -98,7 +110,7 @@ class SolverCorrectness:
         _log(kwargs, f"solver[{name}]/accuracy", _mean(scores))
         _log(kwargs, f"solver[{name}]/errors", float(sum(r.error is not None for r in results)))
         _log(kwargs, "decomposer/subquestions", _mean([p.count for p in parsed]))
-        _log(kwargs, "decomposer/truncated", _mean([not finished(c, self.tokenizer) for c in ids]))
+        _log(kwargs, "decomposer/truncated", cut)
         return out
 
 

@@ -15,13 +15,19 @@ def resolve(name, tokenizer=None, **settings):
     return build("reward", {"name": name, **settings}, tokenizer=tokenizer)
 
 
-def test_solver_correctness(reward_batch):
+def test_solver_correctness(reward_batch, caplog):
     completions, ids, columns = reward_batch
     logged = {}
     reward = resolve("solver", tokenizer=Tok(), solver="hops=1", subquestion_cost=0.05)
     out = reward([None] * 5, completions, ids, log_metric=logged.__setitem__, **columns)
     assert out == pytest.approx([0.9, 0.0, 0.0, 0.0, 0.0])  # 1 - 2 x 0.05; cut-off completion gets 0
     assert logged["solver[hops=1]/accuracy"] == pytest.approx(2 / 5) and logged["decomposer/truncated"] == 0.2
+    reward([None] * 5, completions, ids, **columns)
+    warned = [r.getMessage() for r in caplog.records if "completion-length limit" in r.getMessage()]
+    assert warned == [  # a fifth of the batch cut, said once: those samples teach nothing
+        "solver[hops=1]: 20 % of a batch was cut at the completion-length limit and scored 0.0: if decompositions "
+        "need more tokens (deeper problems, more sub-questions), raise max_completion_length"
+    ]
     two = resolve("solver", solver="hops=2")(None, completions, ids, **columns)
     assert two[:2] == [1.0, 1.0] and reward.__name__ == "solver[hops=1]"
 
