@@ -2,8 +2,8 @@
 
 Decomposer data (the paper's SD-*): ``sd-t`` all teacher decompositions, flaws included (a teacher reply that holds
 no decomposition at all, ``format.parse(...).parseable`` false, is left out and counted in the log, as in
-``rlrefine teach``); ``sd-r`` only those that led the filter solver to the gold answer (rejection sampling); ``oracle`` gold decompositions (the learnability
-check). Solver data (SE-*): ``onehop`` gold decompositions answered one hop at a time (the neural solver of
+``rlrefine teach``); ``sd-r`` only those that led the filter solver to the gold answer (rejection sampling);
+``oracle`` gold decompositions (the learnability check). Solver data (SE-*): ``onehop`` gold decompositions answered one hop at a time (the neural solver of
 the default solver set); ``se-t`` the teacher's decompositions with the teacher solver's worked sub-answers
 and answer; ``se-a`` the teacher's decompositions with the gold final answer only.
 """

@@ -7,6 +7,8 @@ as a ``Decomposition`` whose ``problems`` say what was wrong, so a reward can pe
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,11 +43,21 @@ class Decomposition:
         return len(self.subquestions)
 
 
+def numbered(i: int, subquestion: str) -> str:
+    """Sub-question ``i`` (from 1) as a line of decomposer text: ``Q{i}: ...``."""
+    return f"Q{i}: {subquestion.strip()}"
+
+
 def render(subquestions: list[str] | tuple[str, ...]) -> str:
     """Decomposer text for a list of sub-questions; the inverse of ``parse`` on well-formed input."""
     if not subquestions:
         return NO_DECOMPOSITION
-    return "\n".join(f"Q{i}: {q.strip()}" for i, q in enumerate(subquestions, 1))
+    return "\n".join(numbered(i, q) for i, q in enumerate(subquestions, 1))
+
+
+def prompt_key(messages: list[dict]) -> str:
+    """A short hash of a prompt's text, for cache keys: another prompt must not hit old results."""
+    return hashlib.sha256(json.dumps(messages).encode()).hexdigest()[:12]
 
 
 def parse(text: object, max_subquestions: int | None = MAX_SUBQUESTIONS) -> Decomposition:
@@ -182,7 +194,7 @@ def dynamic_messages(
     """
     messages = decomposer_messages(context, question, instruction, demonstration)
     for k, (subquestion, answer) in enumerate(history, 1):
-        messages.append({"role": "assistant", "content": f"Q{k}: {subquestion}"})
+        messages.append({"role": "assistant", "content": numbered(k, subquestion)})
         shown = "unknown" if answer is None else answer
         messages.append({"role": "user", "content": f"A{k}: {shown}\n{NEXT_SUBQUESTION.format(k=k + 1)}"})
     return messages

@@ -3,13 +3,11 @@ folder), or a real LLM as teacher or decomposer (``hf:``, ``vllm:``, ``openai:``
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from collections.abc import Mapping, Sequence
 
 from rlrefine.engines import make_engine
-from rlrefine.format import decomposer_messages, dynamic_messages
+from rlrefine.format import decomposer_messages, dynamic_messages, prompt_key
 from rlrefine.protocols import ChatEngine, Completion, Decomposed
 
 
@@ -31,8 +29,8 @@ class ModelDecomposer:
         self.demonstration = demonstration
         # what the eval cache keys on: another model, prompt (its text, not just its settings) or length limit must
         # not hit old results
-        prompt = json.dumps(decomposer_messages("{context}", "{question}", instruction, demonstration))
-        self.version = f"{engine.version}|{hashlib.sha256(prompt.encode()).hexdigest()[:12]}"
+        prompt = decomposer_messages("{context}", "{question}", instruction, demonstration)
+        self.version = f"{engine.version}|{prompt_key(prompt)}"
 
     def messages(self, row: Mapping) -> list[dict]:
         return decomposer_messages(row["context"], row["question"], self.instruction, self.demonstration)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from rlrefine.format import NO_DECOMPOSITION, render
+from rlrefine.format import NO_DECOMPOSITION, numbered, render
 from rlrefine.protocols import Decomposed
 
 
@@ -49,6 +49,6 @@ def step(asks: list[str], row: Mapping, history: Sequence[tuple]) -> Decomposed:
     """One dynamic step of a decomposer that knows its whole list: the next item (numbered), or the marker when it
     is done. Tokens are counted as an LLM would read and write them: the prompt grows with every earlier step."""
     k = len(history)
-    text = f"Q{k + 1}: {asks[k]}" if k < len(asks) else NO_DECOMPOSITION
+    text = numbered(k + 1, asks[k]) if k < len(asks) else NO_DECOMPOSITION
     seen = [f"{q} {'unknown' if a is None else a}" for q, a in history]
     return Decomposed(text, words(row["context"], row["question"], *seen), words(text))

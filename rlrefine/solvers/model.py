@@ -9,13 +9,11 @@ states (``solvers.program``).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from collections.abc import Mapping, Sequence
 
 from rlrefine.engines import make_engine
-from rlrefine.format import solver_messages
+from rlrefine.format import prompt_key, solver_messages
 from rlrefine.grading import extract_answer
 from rlrefine.models import ONEHOP_SOLVER
 from rlrefine.protocols import ChatEngine, SolveResult
@@ -51,8 +49,8 @@ class ModelSolver:
         self.instruction, self.calculator = instruction, calculator
         self.requires = ("graph",) if calculator else ()  # the calculator reads a world story's quantities
         # what the eval cache keys on: another model, prompt (its text) or length limit must not hit old cells
-        prompt = json.dumps(solver_messages("{context}", "{question}", ["{subquestion}"], instruction))
-        self.version = f"{engine.version}|{calculator}|{hashlib.sha256(prompt.encode()).hexdigest()[:12]}"
+        prompt = solver_messages("{context}", "{question}", ["{subquestion}"], instruction)
+        self.version = f"{engine.version}|{calculator}|{prompt_key(prompt)}"
 
     def solve(self, rows: Sequence[Mapping], subquestions: Sequence[Sequence[str]]) -> list[SolveResult]:
         conversations = [
