@@ -17,7 +17,7 @@ os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
 import httpx  # noqa: E402
 import pytest  # noqa: E402
-from helpers import free_port  # noqa: E402  (one free-port finder; test files import it from helpers)
+from helpers import counting_proxy, free_port  # noqa: E402  (test files import these from helpers too)
 from hypothesis import settings  # noqa: E402
 
 from rlrefine.world import generate, world_config  # noqa: E402
@@ -30,12 +30,13 @@ settings.register_profile("dev", print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
 
 
-SLOW_FIXTURES = {"tiny_decomposer", "smollm2_dir"}  # the SFT-trained tiny decomposer (~25 s); SmolLM2 (135M, ~20 s)
+# the SFT-trained tiny decomposer (~25 s), SmolLM2 (135M, ~20 s), a real server, a training process to kill
+SLOW_FIXTURES = {"tiny_decomposer", "smollm2_dir", "served", "served_smollm2", "kill_at_checkpoint"}
 
 
 def pytest_collection_modifyitems(items):
-    """A test on the trained tiny decomposer or on SmolLM2 trains, samples or serves a model end to end: it belongs to
-    the full suite, not to the fast tier (``pytest -m "not slow"``)."""
+    """A test on one of these trains, samples or serves a model end to end: it belongs to the full suite, not to the
+    fast tier (``pytest -m "not slow"``), whether or not its author marked it."""
     for item in items:
         if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
@@ -202,17 +203,16 @@ def kill_at_checkpoint():
     return run
 
 
-DONE = '"POST /v1/chat/completions HTTP/1.1" 200'
-
-
 class Served:
-    """A ``transformers serve`` process on 127.0.0.1 serving one local folder; ``stop()`` kills it."""
+    """A ``transformers serve`` process on 127.0.0.1 serving one local folder, behind a counting proxy of the test's own
+    (``helpers.counting_proxy``): ``url`` goes through the proxy, whose ``traffic`` counts what was asked and answered
+    (the server's log wording is not ours to read); ``direct_url`` is the server itself. ``stop()`` kills both."""
 
     def __init__(self, model_dir: Path, log: Path, continuous_batching: bool = True) -> None:
         pytest.importorskip("fastapi", reason="transformers serve needs the extra transformers[serving]")
         pytest.importorskip("uvicorn", reason="transformers serve needs the extra transformers[serving]")
         self.model, self.port, self.log = str(model_dir), free_port(), log
-        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self.direct_url = f"http://127.0.0.1:{self.port}/v1"
         cli = Path(sys.executable).parent / "transformers"
         command = [str(cli), "serve", self.model, "--host", "127.0.0.1", "--port", str(self.port), "--device", "cpu"]
         if continuous_batching:  # the server batches concurrent requests; a small fixed KV cache starts fast on CPU
@@ -220,34 +220,30 @@ class Served:
             command += ["--cb-max-batch-tokens", "2048"]
         env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
+        self.proxy = None
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"transformers serve exited: {log.read_text()[-2000:]}")
             try:
                 if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=1).status_code == 200:
+                    self.proxy, self.traffic = counting_proxy(f"http://127.0.0.1:{self.port}")
+                    self.url = f"{self.proxy.url}/v1"
                     return
             except httpx.TransportError:
                 time.sleep(0.5)
         self.stop()
         raise RuntimeError(f"transformers serve did not come up: {log.read_text()[-2000:]}")
 
-    def lines(self) -> list[str]:
-        return self.log.read_text().splitlines()
-
     def completed(self) -> int:
-        return sum(DONE in line for line in self.lines())
-
-    def peak_overlap(self, since: int) -> int:
-        """Most requests the server was working on at once, from its log after line ``since``: it logs each
-        request when it starts and again when it answers (one unbuffered stream, so in order)."""
-        running = peak = 0
-        for line in self.lines()[since:]:
-            running += ("[Request received]" in line) - (DONE in line)
-            peak = max(peak, running)
-        return peak
+        """Chat or completion requests the server answered (through ``url``)."""
+        return sum(n for path, n in self.traffic.answered.items() if path.startswith("POST "))
 
     def stop(self) -> None:
+        if self.proxy is not None:
+            self.proxy.shutdown()
+            self.proxy.server_close()
+            self.proxy = None
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(timeout=30)

@@ -19,7 +19,7 @@ from types import SimpleNamespace
 
 import pytest
 from conftest import Served
-from helpers import free_port
+from helpers import Traffic, free_port
 
 from rlrefine.decomposers import make_decomposer
 from rlrefine.protocols import BackendError
@@ -37,15 +37,15 @@ def _openai(server: Served, **options) -> dict:
 def test_batch_of_64_runs_concurrently_against_transformers_serve(served, test_rows):
     rows = test_rows[:64]
     solver = make_solver(_openai(served, concurrency=16))
-    since = len(served.lines())
+    served.traffic.hold(4)  # each request waits at the server until 4 are in flight: only a concurrent client passes
     results = solver.solve(rows, [r["subquestions"] for r in rows])
     assert [r.error for r in results] == [None] * 64
     assert all(r.prompt_tokens > 0 and r.completion_tokens > 0 for r in results)
-    assert solver.engine.stats["requests"] == 64 and 1 < solver.engine.stats["peak_in_flight"] <= 16
-    assert 1 < served.peak_overlap(since) <= 16  # the server worked on several at once, never more than allowed
-    since = len(served.lines())
+    assert solver.engine.stats["requests"] == 64 and 4 <= solver.engine.stats["peak_in_flight"] <= 16
+    assert 4 <= served.traffic.peak <= 16  # the server had several at once, never more than allowed
+    served.traffic.hold()
     again = make_solver(_openai(served, concurrency=1)).solve(rows[:8], [r["subquestions"] for r in rows[:8]])
-    assert served.peak_overlap(since) == 1
+    assert served.traffic.peak == 1
     assert [r.text for r in again] == [r.text for r in results[:8]]  # temperature 0: same replies either way
 
 
@@ -71,14 +71,16 @@ def test_decomposer_and_cache_hit_on_rerun(served, test_rows, tmp_path):
 @pytest.mark.slow
 def test_server_killed_mid_batch_gives_reported_failures_not_a_hang(tiny_model_dir, test_rows, tmp_path):
     server = Served(tiny_model_dir, tmp_path / "server.log", continuous_batching=False)
+    cache = tmp_path / "cache"  # one file per answered request: progress as the engine itself records it
     try:
-        solver = make_solver(_openai(server, concurrency=4, max_tokens=48, max_retries=2, backoff=0.05, timeout=5))
+        spec = _openai(server, concurrency=4, max_tokens=48, max_retries=2, backoff=0.05, timeout=5)
+        solver = make_solver({**spec, "base_url": server.direct_url, "cache_dir": str(cache)})  # no proxy: a real death
         rows = test_rows[:64]
         box: dict = {}
         worker = threading.Thread(target=lambda: box.update(results=solver.solve(rows, [[] for _ in rows])))
         worker.start()
         hang = time.monotonic() + 1800  # no clock decides on a busy machine: a guard against a hang only
-        while server.completed() < 8 and worker.is_alive() and time.monotonic() < hang:
+        while len(list(cache.rglob("*.json"))) < 8 and worker.is_alive() and time.monotonic() < hang:
             time.sleep(0.02)
         server.stop()  # SIGKILL, requests in flight
         worker.join(timeout=120)
@@ -89,6 +91,7 @@ def test_server_killed_mid_batch_gives_reported_failures_not_a_hang(tiny_model_d
     ok = [r for r in results if r.error is None]
     failed = [r for r in results if r.error is not None]
     assert len(ok) >= 8 and failed, (len(ok), len(failed))
+    assert len(ok) == len(list(cache.rglob("*.json")))  # every answered request cached, no failed one
     assert all("failed after 3 attempts" in r.error for r in failed)
     assert solver.engine.stats["retries"] > 0  # retried before reporting
 
@@ -103,6 +106,7 @@ class Scripted(BaseHTTPRequestHandler):
     auth: list
     busy: dict
     bodies: list
+    traffic: Traffic
 
     def _send(self, status: int, body: str, headers: dict | None = None) -> None:
         data = body.encode()
@@ -147,13 +151,9 @@ class Scripted(BaseHTTPRequestHandler):
             self._send(503, json.dumps({"error": "overloaded"}))
         elif mode == "badgzip":  # a proxy that mangles compression: the body cannot be decoded
             self._send(200, "not gzip at all", {"Content-Encoding": "gzip"})
-        elif mode == "slow":  # a model that takes 0.1 s per reply; counts how many it works on at once
-            with self.busy["lock"]:
-                self.busy["now"] += 1
-                self.busy["peak"] = max(self.busy["peak"], self.busy["now"])
-            time.sleep(0.1)
-            with self.busy["lock"]:
-                self.busy["now"] -= 1
+        elif mode == "gate":  # counts how many it works on at once (and holds them: ``Traffic.hold``)
+            with self.traffic.request(self.path):
+                pass
             self._send(200, reply)
 
     def log_message(self, *args) -> None:
@@ -162,9 +162,10 @@ class Scripted(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def scripted():
-    busy = {"lock": threading.Lock(), "now": 0, "peak": 0}
-    handler = type("Handler", (Scripted,), {"hits": Counter(), "auth": [], "busy": busy, "bodies": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    busy = {"lock": threading.Lock()}
+    fields = {"hits": Counter(), "auth": [], "busy": busy, "bodies": [], "traffic": Traffic()}
+    handler = type("Handler", (Scripted,), fields)
+    server = type("Server", (ThreadingHTTPServer,), {"request_queue_size": 64})(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     server.base = f"http://127.0.0.1:{server.server_address[1]}"
@@ -182,14 +183,16 @@ def _spec(server, mode: str, **options) -> dict:
     return {"backend": "openai", "model": "m", "base_url": f"{server.base}/{mode}/v1", "backoff": 0.01, **options}
 
 
-def test_concurrency_is_bounded_and_beats_one_by_one(scripted):
+def test_concurrency_is_bounded(scripted):
     rows = _rows(*(f"q{i} ?" for i in range(64)))
-    solver = make_solver(_spec(scripted, "slow", concurrency=16))
+    traffic = scripted.handler.traffic
+    solver = make_solver(_spec(scripted, "gate", concurrency=16))
+    traffic.hold(16)  # each request waits until 16 are in flight: only a client sending 16 at once passes
     assert all(r.answer == "8" for r in solver.solve(rows, [[]] * 64))
-    assert 4 <= scripted.handler.busy["peak"] <= 16  # seen by the server: many at once, never more than 16
-    scripted.handler.busy["peak"] = 0
-    make_solver(_spec(scripted, "slow", concurrency=1)).solve(rows[:8], [[]] * 8)
-    assert scripted.handler.busy["peak"] == 1  # and one at a time when asked
+    assert traffic.peak == 16 and solver.engine.stats["peak_in_flight"] == 16  # many at once, never more than 16
+    traffic.hold()
+    make_solver(_spec(scripted, "gate", concurrency=1)).solve(rows[:8], [[]] * 8)
+    assert traffic.peak == 1  # and one at a time when asked
 
 
 def test_malformed_json_is_reported_per_sample(scripted):

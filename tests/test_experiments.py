@@ -42,8 +42,10 @@ def test_sft_vs_rl_quick_end_to_end(tmp_path):
     assert sorted(p.name for p in (out / "default").iterdir() if p.is_dir()) == [
         "grpo-0", "ppo-0", "rft-0", "rloo-0", "sdr-grpo-0",
     ]  # fmt: skip
+    runs = {p: p.stat().st_mtime_ns for p in (out / "default").rglob("*")}
     again = subprocess.run(cmd, capture_output=True, text=True)  # finished runs are reused, not redone
-    assert again.returncode == 0 and "Loading weights" not in again.stderr
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert {p: p.stat().st_mtime_ns for p in (out / "default").rglob("*")} == runs  # not a file written or added
 
 
 def test_static_vs_dynamic_quick_end_to_end(tmp_path, tiny_model_dir):

@@ -11,6 +11,7 @@ import time
 
 import pytest
 from datasets import load_dataset
+from helpers import HOLD_TEACHER
 
 from rlrefine.atomic import read_jsonl
 from rlrefine.cli import main
@@ -140,16 +141,18 @@ def test_failed_rows_are_not_written_and_are_retried(test_rows, tmp_path):
 @pytest.mark.slow
 def test_resumes_after_a_kill_without_redoing_rows(tiny_model_dir, tmp_path):
     out = tmp_path / "killed.jsonl"
-    teacher = json.dumps({"backend": "hf", "model": str(tiny_model_dir), "max_tokens": 32, "device": "cpu"})
+    inner = {"backend": "hf", "model": str(tiny_model_dir), "max_tokens": 32, "device": "cpu"}
+    teacher = json.dumps({"name": HOLD_TEACHER, "inner": inner})
     command = [sys.executable, "-m", "rlrefine.cli", "teach", "--data", "world:small", "--split", "train"]
     command += ["--limit", "120", "--teacher", teacher, "--solver", "hops=1", "--batch_size", "2", "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    held = {**env, "RLREFINE_TEST_HOLD_AFTER": "10"}  # the first run stops answering after 10 problems: never done
     files = (out, rejected_path(out))
 
     def finished() -> int:
         return sum(len(read_jsonl(f)) for f in files)
 
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(command, env=held, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     hang = time.monotonic() + 1800  # no clock decides on a busy machine: a guard against a hang only
     while finished() < 10 and proc.poll() is None and time.monotonic() < hang:
         time.sleep(0.05)
