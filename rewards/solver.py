@@ -13,20 +13,21 @@ import logging
 from collections.abc import Mapping
 
 from rlrefine.format import completion_text, parse
-from rlrefine.grading import grade
-from rlrefine.solvers import shared_solver, solve_unique
+from rlrefine.protocols import UsageError
+from rlrefine.solvers import shared_solver, solve_and_grade
 
-ROW_COLUMNS = ("id", "context", "question", "answer", "metric", "graph", "domain")
 CUT_WARNING = 0.1  # share of a batch cut at the length limit that is worth a warning: those samples learn nothing
 log = logging.getLogger(__name__)
 
 
 def rows_from(kwargs: dict, n: int) -> list[dict]:
-    """The problems behind a batch of completions, rebuilt from TRL's per-column keyword lists."""
+    """The problems behind a batch of completions, rebuilt from TRL's per-column keyword lists: every column (a list
+    with one entry per completion) reaches the solver, whatever the dataset holds."""
     missing = [c for c in ("context", "question", "answer") if c not in kwargs]
     if missing:
-        raise ValueError(f"solver rewards need dataset columns {missing}; have: {sorted(kwargs)}")
-    return [{c: kwargs[c][i] for c in ROW_COLUMNS if c in kwargs} for i in range(n)]
+        raise UsageError(f"solver rewards need dataset columns {missing}; have: {sorted(kwargs)}")
+    columns = {k: v for k, v in kwargs.items() if isinstance(v, list) and len(v) == n}
+    return [{c: values[i] for c, values in columns.items()} for i in range(n)]
 
 
 def finished(ids: list[int] | None, tokenizer: object) -> bool:
@@ -35,17 +36,13 @@ def finished(ids: list[int] | None, tokenizer: object) -> bool:
     return eos is None or ids is None or (len(ids) > 0 and ids[-1] == eos)
 
 
-def _solve(solver_spec: str | Mapping, completions, kwargs):
-    """Parse the completions and solve them (one batched call; memoised, so rewards on one solver share it).
-    Returns the parsed decompositions and, per sample, the graded score, or None where the solver failed."""
+def _solve(solver_spec: str | Mapping, completions, kwargs) -> tuple[list, list[dict]]:
+    """Parse the completions, then solve and grade them (one batched call; memoised, so rewards on one solver share
+    it). Returns the parsed decompositions and one graded record per sample (``score`` None where the solver
+    failed)."""
     rows = rows_from(kwargs, len(completions))
     parsed = [parse(completion_text(c)) for c in completions]
-    results = solve_unique(shared_solver(solver_spec), rows, [p.subquestions for p in parsed])
-    scores = [
-        None if r.error is not None else grade(r.answer, row["answer"], row.get("metric") or "numeric")
-        for r, row in zip(results, rows)
-    ]
-    return parsed, results, scores
+    return parsed, solve_and_grade(rows, [p.subquestions for p in parsed], shared_solver(solver_spec))
 
 
 def _label(spec: str | Mapping) -> str:
@@ -88,7 +85,8 @@ class SolverCorrectness:
         self.warned = False
 
     def __call__(self, prompts, completions, completion_ids=None, **kwargs) -> list[float | None]:
-        parsed, results, scores = _solve(self.solver, completions, kwargs)
+        parsed, graded = _solve(self.solver, completions, kwargs)
+        scores = [g["score"] for g in graded]
         ids = completion_ids or [None] * len(completions)
         cut = _mean([not finished(c, self.tokenizer) for c in ids])
         if cut >= CUT_WARNING and self.truncated is not None and not self.warned:
@@ -108,7 +106,7 @@ class SolverCorrectness:
                 out.append(score - self.subquestion_cost * p.count if score > 0 else score)
         name = _label(self.solver)
         _log(kwargs, f"solver[{name}]/accuracy", _mean(scores))
-        _log(kwargs, f"solver[{name}]/errors", float(sum(r.error is not None for r in results)))
+        _log(kwargs, f"solver[{name}]/errors", float(sum(g["error"] is not None for g in graded)))
         _log(kwargs, "decomposer/subquestions", _mean([p.count for p in parsed]))
         _log(kwargs, "decomposer/truncated", cut)
         return out
@@ -124,8 +122,8 @@ class PartialCredit:
         self.solver, self.__name__ = solver, f"partial[{_label(solver)}]"
 
     def __call__(self, prompts, completions, completion_ids=None, **kwargs) -> list[float | None]:
-        _, results, _ = _solve(self.solver, completions, kwargs)
-        return [None if r.error else r.answered_share for r in results]
+        _, graded = _solve(self.solver, completions, kwargs)
+        return [None if g["error"] else g["answered_share"] for g in graded]
 
 
 class MultiSolver:
@@ -139,6 +137,6 @@ class MultiSolver:
     def __call__(self, prompts, completions, completion_ids=None, **kwargs) -> list[float | None]:
         per_solver = []
         for spec in self.solvers:
-            per_solver.append(_solve(spec, completions, kwargs)[2])
+            per_solver.append([g["score"] for g in _solve(spec, completions, kwargs)[1]])
             _log(kwargs, f"solver[{_label(spec)}]/accuracy", _mean(per_solver[-1]))
         return [None if all(s is None for s in scores) else _mean(scores) for scores in zip(*per_solver)]

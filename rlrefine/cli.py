@@ -1,4 +1,6 @@
-"""The ``rlrefine`` command: one sub-command per stage. Bad input is one line on stderr and exit code 2."""
+"""The ``rlrefine`` command: one sub-command per stage. Bad input (``UsageError``) and a backend that cannot serve
+(``BackendError``) are one line on stderr and exit code 2; any other exception is a bug or a library's error and
+keeps its traceback."""
 
 from __future__ import annotations
 
@@ -7,7 +9,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rlrefine.config import UsageError, early_option, parse_config
+from rlrefine.config import early_option, parse_config
+from rlrefine.protocols import BackendError, UsageError
 
 COMMANDS = {
     "world": ("rlrefine.cli:world_main", "build the embedded decomposition world and save it to disk"),
@@ -64,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     module, _, func = COMMANDS[argv[0]][0].partition(":")
     try:
         getattr(importlib.import_module(module), func)(argv[1:])
-    except (UsageError, ValueError, FileNotFoundError) as exc:
+    except (UsageError, BackendError) as exc:
         print(f"rlrefine {argv[0]}: error: {exc}", file=sys.stderr)
         return 2
     return 0

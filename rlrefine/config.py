@@ -62,7 +62,6 @@ def inline(key: str, text: str, kind: type):
     return value
 
 
-ALGORITHMS = ("grpo", "rloo", "ppo", "rft")
 DEFAULT_REWARDS = [
     {"name": "solver", "subquestion_cost": 0.05},  # the solver is --train_solver
     {"name": "format", "weight": 0.1},
@@ -82,20 +81,23 @@ RL_DEFAULTS = {
     "save_steps": 50,
     "seed": 0,
 }
-_GENERATION_KEYS = {"num_generations", "max_completion_length", "temperature", "beta"}
+
+
+def algorithm_of(name: str):
+    """The algorithm a name gives (``rlrefine.algorithms``, or a plugin): an unknown one lists the valid ones."""
+    from rlrefine.registry import build
+
+    return build("algorithm", name)
 
 
 def defaults_for(algorithm: str) -> dict:
-    """Our TRL defaults for an algorithm: RFT's rounds are SFT (no generation settings, SFT's learning rate)."""
+    """Our TRL defaults for an algorithm: the shared ones its config class has fields for (RFT's rounds are SFT: no
+    generation settings), then the algorithm's own."""
     from rlrefine.trainers import TRAINER_DEFAULTS
 
-    defaults = {**RL_DEFAULTS, **TRAINER_DEFAULTS}
-    if algorithm == "rft":
-        defaults = {k: v for k, v in defaults.items() if k not in _GENERATION_KEYS}
-        defaults.update(learning_rate=5e-4, max_steps=200, max_length=256)
-    if algorithm == "ppo":  # lambda 1: with 0.95 the critic's per-token credit drifted the numbering ("Q22:")
-        defaults.update(lam=1.0, kl_coef=0.0)
-    return defaults
+    chosen = algorithm_of(algorithm)
+    valid = chosen.config.__dataclass_fields__
+    return {**{k: v for k, v in {**RL_DEFAULTS, **TRAINER_DEFAULTS}.items() if k in valid}, **chosen.defaults}
 
 
 @dataclass
@@ -104,7 +106,7 @@ class PipelineArgs:
 
     data: str = field(default="world", metadata={"help": "dataset name or path (train / validation / test splits)"})
     run_dir: str = field(default="runs/default", metadata={"help": "everything this run writes"})
-    algorithm: str = field(default="grpo", metadata={"help": ", ".join(ALGORITHMS)})
+    algorithm: str = field(default="grpo", metadata={"help": "grpo, rloo, ppo, rft or a plugin (rlrefine.algorithms)"})
     base_model: str = field(default="base", metadata={"help": "what the SFT student starts from"})
     decomposer: str | None = field(default=None, metadata={"help": "start RL from this decomposer; skips SFT"})
     sft_variant: str = field(default="sd-t", metadata={"help": "sd-t, sd-r or oracle"})
@@ -146,24 +148,17 @@ class PipelineArgs:
             self.rewards = [dict(r) for r in DEFAULT_REWARDS]
         elif isinstance(self.rewards, str):
             self.rewards = inline("rewards", self.rewards, list)
-        if self.algorithm not in ALGORITHMS:
-            raise UsageError(f"unknown algorithm {self.algorithm!r}; valid: {', '.join(ALGORITHMS)}")
+        algorithm_of(self.algorithm)  # an unknown one fails here, listing the valid ones
 
 
 def trl_config_class(algorithm: str):
-    from trl import GRPOConfig, RLOOConfig, SFTConfig
-
-    from rlrefine.ppo import PPOConfig
-
-    return {"grpo": GRPOConfig, "rloo": RLOOConfig, "ppo": PPOConfig, "rft": SFTConfig}[algorithm]
+    return algorithm_of(algorithm).config
 
 
 def _sources(argv: list[str]) -> tuple[str, dict, dict]:
     """The algorithm, the ``--config`` file's mapping and our TRL defaults for that algorithm."""
     algorithm, file_config = early_option(argv, "algorithm")
     algorithm = algorithm or "grpo"
-    if algorithm not in ALGORITHMS:
-        PipelineArgs(algorithm=algorithm)  # raises the error that lists the valid ones
     return algorithm, file_config, defaults_for(algorithm)
 
 

@@ -30,21 +30,17 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict, Value, load_from_disk
 
-from rlrefine.datasets_real import REAL_DATASETS, load_real, require_fields
+from rlrefine import registry
+from rlrefine.datasets_real import require_fields
 from rlrefine.grading import METRICS
 from rlrefine.protocols import UsageError
-from rlrefine.world import PRESETS, generate, world_config
+from rlrefine.schema import DEFAULTS, REQUIRED
 
-REQUIRED = ("question", "answer")
-DATASET_HELP = (
-    f"'world', 'world:<preset>' (presets: {', '.join(PRESETS)}), 'gsm8k[:socratic][:DIR]', 'drop[:PATH]', "
-    "'bamboogle[:PATH]', a folder of SPLIT.jsonl files, a mapping {train: FILE.jsonl, test: FILE.jsonl}, "
-    "a .jsonl file (the test split), or a save_to_disk folder"
+FILES_HELP = (
+    "a folder of SPLIT.jsonl files, a mapping {train: FILE.jsonl, test: FILE.jsonl}, a .jsonl file (the test split) "
+    "or a save_to_disk folder"
 )
 _NUMBER = re.compile(r"^[-+]?(\d[\d,]*)?\.?\d+$")
-
-
-OPTIONAL = {"context": "", "subquestions": [], "metric": "numeric", "domain": "", "graph": "", "depth": 0}
 
 
 def _complete(ds: Dataset, source: str) -> Dataset:
@@ -52,11 +48,11 @@ def _complete(ds: Dataset, source: str) -> Dataset:
     string ids, unique (caches and resuming go by id), string answers (a JSONL may hold ``"answer": 3``)."""
     for column in REQUIRED:
         if column not in ds.column_names:
-            raise ValueError(f"{source}: missing column {column!r} (have: {', '.join(ds.column_names)})")
+            raise UsageError(f"{source}: missing column {column!r} (have: {', '.join(ds.column_names)})")
     require_fields(ds, REQUIRED, source)
     if isinstance(ds.features["answer"], Value) and ds.features["answer"].dtype != "string":
         ds = ds.cast_column("answer", Value("string"))
-    for column, default in {"id": None, **OPTIONAL}.items():
+    for column, default in {"id": None, **DEFAULTS}.items():
         values = ds[column] if column in ds.column_names else [None] * len(ds)
         if column in ds.column_names and None not in values and (column != "id" or ds.features["id"].dtype == "string"):
             continue
@@ -67,10 +63,10 @@ def _complete(ds: Dataset, source: str) -> Dataset:
         ds = (ds.remove_columns(column) if column in ds.column_names else ds).add_column(column, filled)
     bad = sorted(set(ds["metric"]) - set(METRICS))
     if bad:
-        raise ValueError(f"{source}: unknown metric {bad[0]!r} in column 'metric'; valid: {', '.join(METRICS)}")
+        raise UsageError(f"{source}: unknown metric {bad[0]!r} in column 'metric'; valid: {', '.join(METRICS)}")
     duplicate = next((i for i, n in Counter(ds["id"]).items() if n > 1), None)
     if duplicate is not None:
-        raise ValueError(f"{source}: id {duplicate!r} appears more than once; ids must be unique (caches go by id)")
+        raise UsageError(f"{source}: id {duplicate!r} appears more than once; ids must be unique (caches go by id)")
     return ds
 
 
@@ -130,32 +126,38 @@ def _files(data: str | Mapping) -> dict[str, Path] | None:
 
 
 def load_splits(data: str | Mapping) -> DatasetDict:
-    """All splits of a dataset given by name, path or a mapping of split files."""
+    """All splits of a dataset: files the user named (a folder, a mapping, one file), or a name in the registry (a
+    built-in such as ``world:bench`` or ``gsm8k:socratic``, ``package.module:attr``, ``file.py:attr``, an entry point
+    in ``rlrefine.datasets``): a function that returns a DatasetDict."""
     files = _files(data)
-    name, _, preset = data.partition(":") if isinstance(data, str) else ("", "", "")
     if files:
         loaded = DatasetDict({split: read_jsonl(file) for split, file in files.items()})
-    elif name == "world":
-        return generate(world_config(preset or "default"))
-    elif name in REAL_DATASETS:  # gsm8k, gsm8k:socratic, drop, bamboogle: rlrefine.datasets_real
-        loaded = load_real(data)
-    elif os.path.isdir(data):
+    elif isinstance(data, str) and os.path.isdir(data):
         loaded = load_from_disk(data)
         loaded = loaded if isinstance(loaded, DatasetDict) else DatasetDict({"test": loaded})
     else:
-        raise ValueError(f"unknown dataset {data!r}; valid: {DATASET_HELP}")
-    return DatasetDict({split: _complete(ds, f"{data} [{split}]") for split, ds in loaded.items()})
+        try:
+            loaded = DatasetDict(registry.build("dataset", data))
+        except UsageError as exc:
+            if str(exc).startswith("unknown dataset"):
+                raise UsageError(f"{exc}, or {FILES_HELP}") from None
+            raise
+    return DatasetDict({split: _complete(ds, f"{_label(data)} [{split}]") for split, ds in loaded.items()})
+
+
+def _label(data: str | Mapping) -> str:
+    return data if isinstance(data, str) else ", ".join(f"{k}: {v}" for k, v in data.items())
 
 
 def load_split(data: str, split: str = "test", limit: int | None = None, domain: str | None = None) -> Dataset:
     splits = load_splits(data)
     if split not in splits:
-        raise ValueError(f"dataset {data!r} has no split {split!r}; valid: {', '.join(splits)}")
+        raise UsageError(f"dataset {data!r} has no split {split!r}; valid: {', '.join(splits)}")
     ds = splits[split]
     if domain:
         domains = sorted(set(ds["domain"]))
         if domain not in domains:
-            raise ValueError(f"dataset {data!r} has no domain {domain!r}; valid: {', '.join(domains)}")
+            raise UsageError(f"dataset {data!r} has no domain {domain!r}; valid: {', '.join(domains)}")
         ds = ds.filter(lambda r: r["domain"] == domain)
     return ds if limit is None else ds.select(range(min(limit, len(ds))))
 

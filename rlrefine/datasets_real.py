@@ -27,7 +27,8 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict, load_dataset
 
-REAL_DATASETS = ("gsm8k", "drop", "bamboogle")
+from rlrefine.protocols import UsageError
+
 GSM8K_ENV = "RLREFINE_GSM8K_DIR"
 GSM8K_LOCAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gsm8k"
 
@@ -40,7 +41,7 @@ def require_fields(ds: Dataset, fields: tuple[str, ...], source: str) -> None:
         for i, value in enumerate(values):
             if value is None or (isinstance(value, str) and not value.strip()):
                 row_id = f" (id {ids[i]!r})" if ids is not None and ids[i] is not None else ""
-                raise ValueError(f"{source}: row {i}{row_id} is missing field {name!r}")
+                raise UsageError(f"{source}: row {i}{row_id} is missing field {name!r}")
 
 
 def gsm8k_answer(solution: str) -> str:
@@ -50,7 +51,7 @@ def gsm8k_answer(solution: str) -> str:
     '1005'
     """
     if "####" not in solution:
-        raise ValueError("no '####' final answer")
+        raise UsageError("no '####' final answer")
     return solution.rsplit("####", 1)[1].strip().replace(",", "")
 
 
@@ -68,7 +69,7 @@ def _hub(repo: str, config: str | None, local_hint: str) -> DatasetDict:
     try:
         return load_dataset(repo, config) if config else load_dataset(repo)
     except Exception as exc:  # noqa: BLE001 - offline, missing, or renamed: one message with the way out
-        raise FileNotFoundError(f"{local_hint}; loading {repo} from the hub failed ({type(exc).__name__})") from None
+        raise UsageError(f"{local_hint}; loading {repo} from the hub failed ({type(exc).__name__})") from None
 
 
 def _local(path: str, name: str) -> DatasetDict:
@@ -78,7 +79,7 @@ def _local(path: str, name: str) -> DatasetDict:
         return DatasetDict({"test": load_dataset("json", data_files=str(p), split="train")})
     files = sorted(p.glob("*.jsonl")) if p.is_dir() else []
     if not files:
-        raise FileNotFoundError(f"{name}: no JSONL file or folder of SPLIT.jsonl files at {path}")
+        raise UsageError(f"{name}: no JSONL file or folder of SPLIT.jsonl files at {path}")
     return DatasetDict({f.stem: load_dataset("json", data_files=str(f), split="train") for f in files})
 
 
@@ -99,7 +100,7 @@ def gsm8k(folder: str | None = None, socratic: bool = False) -> DatasetDict:
         raw = DatasetDict({s: load_dataset("json", data_files=str(f), split="train") for s, f in files.items()})
         source = str(where)
     elif folder or os.environ.get(GSM8K_ENV):
-        raise FileNotFoundError(f"gsm8k: no train{suffix}.jsonl or test{suffix}.jsonl in {where}")
+        raise UsageError(f"gsm8k: no train{suffix}.jsonl or test{suffix}.jsonl in {where}")
     else:
         hint = f"gsm8k: no local copy at {where} (set {GSM8K_ENV} or use gsm8k:/path/to/dir)"
         raw, source = _hub("openai/gsm8k", "socratic" if socratic else "main", hint), "openai/gsm8k"
@@ -108,7 +109,7 @@ def gsm8k(folder: str | None = None, socratic: bool = False) -> DatasetDict:
         try:
             answer = gsm8k_answer(r["answer"])
         except ValueError:
-            raise ValueError(f"{source} [{split}]: row {i} has no '####' final answer in field 'answer'") from None
+            raise UsageError(f"{source} [{split}]: row {i} has no '####' final answer in field 'answer'") from None
         return {
             "id": f"gsm8k-{split}-{i:05d}",
             "context": "",
@@ -145,7 +146,7 @@ def drop(path: str | None = None) -> DatasetDict:
             return _ours(r, i, split, "drop", "f1")
         spans = list(dict.fromkeys((r.get("answers_spans") or {}).get("spans") or []))
         if not spans:
-            raise ValueError(f"drop [{split}]: row {i} (id {r.get('query_id')!r}) is missing field 'answers_spans'")
+            raise UsageError(f"drop [{split}]: row {i} (id {r.get('query_id')!r}) is missing field 'answers_spans'")
         return {
             "id": r.get("query_id") or f"drop-{split}-{i:05d}",
             "context": r["passage"],
@@ -186,14 +187,7 @@ def bamboogle(path: str | None = None) -> DatasetDict:
     )
 
 
-def load_real(data: str) -> DatasetDict:
-    """``gsm8k[:socratic][:DIR]``, ``drop[:PATH]``, ``bamboogle[:PATH]`` -> all splits in the pipeline's schema."""
-    name, _, arg = data.partition(":")
-    if name == "gsm8k":
-        socratic = arg == "socratic" or arg.startswith("socratic:")
-        return gsm8k((arg.partition(":")[2] if socratic else arg) or None, socratic)
-    if name == "drop":
-        return drop(arg or None)
-    if name == "bamboogle":
-        return bamboogle(arg or None)
-    raise ValueError(f"unknown real dataset {data!r}; valid: {', '.join(REAL_DATASETS)}")
+def gsm8k_dataset(source: str = "") -> DatasetDict:
+    """The registry's ``gsm8k``: ``gsm8k``, ``gsm8k:DIR``, ``gsm8k:socratic`` or ``gsm8k:socratic:DIR``."""
+    socratic = source == "socratic" or source.startswith("socratic:")
+    return gsm8k((source.partition(":")[2] if socratic else source) or None, socratic)

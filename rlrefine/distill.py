@@ -18,9 +18,8 @@ from datasets import Dataset
 from rlrefine.data import require
 from rlrefine.decomposers import make_decomposer
 from rlrefine.format import decomposer_messages, parse, solver_messages
-from rlrefine.grading import grade
-from rlrefine.protocols import Decomposed
-from rlrefine.solvers import make_solver, solve_unique
+from rlrefine.protocols import BackendError, Decomposed, UsageError
+from rlrefine.solvers import make_solver, solve_and_grade
 
 DECOMPOSER_VARIANTS = ("sd-t", "sd-r", "oracle")
 SOLVER_VARIANTS = ("onehop", "se-t", "se-a")
@@ -33,7 +32,7 @@ def _answered(rows: Sequence[Mapping], decomposed: Sequence[Decomposed]) -> tupl
     empty decomposition. Use ``rlrefine teach`` to retry failures and resume."""
     kept = [(row, d) for row, d in zip(rows, decomposed) if not d.error]
     if not kept:
-        raise ValueError(f"every teacher request failed, e.g. {decomposed[0].error}")
+        raise BackendError(f"every teacher request failed, e.g. {decomposed[0].error}")
     if len(kept) < len(rows):
         log.warning("%d of %d teacher requests failed; those problems are left out", len(rows) - len(kept), len(rows))
     return [r for r, _ in kept], [d for _, d in kept]
@@ -51,9 +50,9 @@ def decomposer_dataset(
     Every row carries ``correct``: whether ``filter_solver`` answered right given that decomposition.
     """
     if variant not in DECOMPOSER_VARIANTS:
-        raise ValueError(f"unknown decomposer data {variant!r}; valid: {', '.join(DECOMPOSER_VARIANTS)}")
+        raise UsageError(f"unknown decomposer data {variant!r}; valid: {', '.join(DECOMPOSER_VARIANTS)}")
     if not rows:
-        raise ValueError("no training problems: the training split is empty")
+        raise UsageError("no training problems: the training split is empty")
     source = make_decomposer("oracle" if variant == "oracle" else teacher)
     require(f"decomposer {source.name!r}", getattr(source, "requires", ()), rows, "the training data")
     rows, decomposed = _answered(rows, source.decompose(rows))
@@ -61,12 +60,12 @@ def decomposer_dataset(
     if variant != "oracle" and not all(p.parseable for p in parsed):
         kept = [(row, d, p) for row, d, p in zip(rows, decomposed, parsed) if p.parseable]
         if not kept:
-            raise ValueError(f"no teacher reply held a decomposition, e.g. {decomposed[0].text[:200]!r}")
+            raise UsageError(f"no teacher reply held a decomposition, e.g. {decomposed[0].text[:200]!r}")
         log.warning("%d of %d teacher replies held no decomposition; left out", len(rows) - len(kept), len(rows))
         rows, decomposed, parsed = (list(x) for x in zip(*kept))
     texts = [d.text for d in decomposed]
-    results = solve_unique(make_solver(filter_solver), rows, [p.subquestions for p in parsed])
-    correct = [grade(r.answer, row["answer"], row["metric"]) == 1.0 for r, row in zip(results, rows)]
+    graded = solve_and_grade(rows, [p.subquestions for p in parsed], make_solver(filter_solver))
+    correct = [None if g["score"] is None else g["score"] == 1.0 for g in graded]  # None: the solve failed
     examples = [
         {
             "prompt": decomposer_messages(row["context"], row["question"], instruction),
@@ -75,10 +74,10 @@ def decomposer_dataset(
             "correct": ok,
         }
         for row, text, ok in zip(rows, texts, correct)
-        if variant != "sd-r" or ok
+        if variant != "sd-r" or ok is True
     ]
     if not examples:
-        raise ValueError(f"{variant}: no teacher decomposition led {filter_solver} to the gold answer")
+        raise UsageError(f"{variant}: no teacher decomposition led {filter_solver} to the gold answer")
     return Dataset.from_list(examples)
 
 
@@ -87,9 +86,9 @@ def solver_dataset(
 ) -> Dataset:
     """Prompt = the solver's messages (question + sub-questions), completion = worked answers or the answer."""
     if variant not in SOLVER_VARIANTS:
-        raise ValueError(f"unknown solver data {variant!r}; valid: {', '.join(SOLVER_VARIANTS)}")
+        raise UsageError(f"unknown solver data {variant!r}; valid: {', '.join(SOLVER_VARIANTS)}")
     if not rows:
-        raise ValueError("no training problems: the training split is empty")
+        raise UsageError("no training problems: the training split is empty")
     source = make_decomposer("oracle" if variant == "onehop" else teacher)
     require(f"decomposer {source.name!r}", getattr(source, "requires", ()), rows, "the training data")
     rows, decomposed = _answered(rows, source.decompose(rows))

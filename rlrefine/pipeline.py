@@ -1,4 +1,5 @@
-"""Decompose -> solve -> grade: the two-stage pipeline of the paper, batched, shared by rewards and eval."""
+"""Decompose -> solve -> grade: the two-stage pipeline of the paper, batched. Solving and grading are one function,
+``solvers.base.solve_and_grade``, which rewards, evaluation, RFT and SFT data share (re-exported here)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from rlrefine.atomic import append_jsonl, read_jsonl
-from rlrefine.format import Decomposition
-from rlrefine.grading import grade
-from rlrefine.protocols import Decomposed, Decomposer, Solver, SolveResult
-from rlrefine.solvers.base import solve_unique
+from rlrefine.protocols import Decomposed, Decomposer
+from rlrefine.solvers.base import records, solve_and_grade
+
+__all__ = ["decompose", "records", "solve_and_grade"]
 
 
 def decompose(
@@ -40,31 +41,3 @@ def decompose(
         bar.update(len(chunk))
     bar.close()
     return [done[row["id"]] for row in rows]
-
-
-def solve_and_grade(
-    rows: Sequence[Mapping], decompositions: Sequence[Decomposition], solver: Solver, failed: Sequence[str | None] = ()
-) -> list[dict]:
-    """One record per problem: the solver's answer, its grade and the token counts. A problem whose
-    decomposition ``failed`` is an error (no score), not a direct solve."""
-    results = solve_unique(solver, rows, [d.subquestions for d in decompositions])
-    for i, reason in enumerate(failed):
-        if reason:
-            results[i] = SolveResult(answer=None, error=f"decomposer: {reason}")
-    return records(rows, results)
-
-
-def records(rows: Sequence[Mapping], results: Sequence[SolveResult]) -> list[dict]:
-    """One graded record per problem from the solver's results (static or dynamic: grading is the same)."""
-    return [
-        {
-            "id": row["id"],
-            "answer": res.answer,
-            "score": None if res.error else grade(res.answer, row["answer"], row.get("metric") or "numeric"),
-            "error": res.error,
-            "answered_share": res.answered_share,
-            "solver_prompt_tokens": res.prompt_tokens,
-            "solver_completion_tokens": res.completion_tokens,
-        }
-        for row, res in zip(rows, results)
-    ]

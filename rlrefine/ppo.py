@@ -26,6 +26,8 @@ from transformers import AutoModelForTokenClassification
 from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import disable_dropout_in_model
 
+from rlrefine.protocols import UsageError
+
 CRITIC = "critic"  # the critic's folder inside a checkpoint
 
 
@@ -53,9 +55,9 @@ class PPOConfig(GRPOConfig):
 
     def __post_init__(self) -> None:
         if self.beta:
-            raise ValueError("PPO puts the KL to the reference policy in the reward: set kl_coef, not beta")
+            raise UsageError("PPO puts the KL to the reference policy in the reward: set kl_coef, not beta")
         if self.critic not in ("separate", "shared"):
-            raise ValueError(f"critic must be 'separate' or 'shared', got {self.critic!r}")
+            raise UsageError(f"critic must be 'separate' or 'shared', got {self.critic!r}")
         super().__post_init__()
 
 
@@ -111,7 +113,7 @@ class PPOTrainer(GRPOTrainer):
         super().__init__(*args, **kwargs)
         if self.args.critic == "shared":
             if self.accelerator.num_processes > 1:  # DDP cannot see a second forward through the policy's weights
-                raise ValueError("critic: shared runs in one process; use critic: separate with several processes")
+                raise UsageError("critic: shared runs in one process; use critic: separate with several processes")
             hidden = self.accelerator.unwrap_model(self.model).config.hidden_size
             self.critic = ValueHead(lambda: self.accelerator.unwrap_model(self.model), hidden).to(self.model.device)
         else:

@@ -32,8 +32,8 @@ def collect(
     if not callable(getattr(model, "sample", None)):
         model = from_folder(str(model), instruction=instruction)
     kept, seen, solved = [], set(), set()
-    for row, gen, p, res, score in sample_and_solve(model, rows, solver, k, seed):
-        if gen.finished and p.valid and res.error is None and score == 1.0:
+    for row, gen, p, graded in sample_and_solve(model, rows, solver, k, seed):
+        if gen.finished and p.valid and graded["score"] == 1.0:
             solved.add(row["id"])
             if (row["id"], gen.text) not in seen:
                 seen.add((row["id"], gen.text))

@@ -102,22 +102,17 @@ def build_rewards(specs: Sequence, train_solver: str, tokenizer: object = None) 
 
 
 def train_dataset(args: PipelineArgs):
-    """RL prompts: the decomposer's messages, plus the columns the reward plugins read (``solution`` is the gold
-    answer under the name TRL's own rewards read it by)."""
+    """RL prompts: the decomposer's messages, plus every column of the problem for the rewards (a plugin solver reads
+    the same row here as in evaluation; ``solution`` is the gold answer under the name TRL's own rewards read)."""
     from datasets import Dataset
 
     from rlrefine.data import load_split
     from rlrefine.format import decomposer_messages
 
     rows = load_split(args.data, "train", args.train_limit, args.train_domain)
-    keep = ["id", "context", "question", "answer", "metric", "graph", "domain"]
     return Dataset.from_list(
         [
-            {
-                "prompt": decomposer_messages(r["context"], r["question"], args.instruction),
-                **{k: r[k] for k in keep},
-                "solution": r["answer"],
-            }
+            {**r, "prompt": decomposer_messages(r["context"], r["question"], args.instruction), "solution": r["answer"]}
             for r in rows
         ]
     )
@@ -127,16 +122,17 @@ def refine(args: PipelineArgs, trl_args, model_args, start: Path, run: Path) -> 
     """Refine the decomposer with GRPO or RLOO through TRL, PPO (ours, on TRL's GRPO trainer) or RFT, against the
     frozen solver."""
     from transformers import AutoModelForCausalLM
-    from trl import GRPOTrainer, RLOOTrainer, get_peft_config
+    from trl import get_peft_config
 
+    from rlrefine.config import algorithm_of
     from rlrefine.models import load_tokenizer
-    from rlrefine.ppo import PPOTrainer
     from rlrefine.trainers import TimeBudget, last_checkpoint, publish
 
     out = run / "rl"
     if (out / "config.json").exists():
         return out
-    if args.algorithm == "rft":
+    trainer_class = algorithm_of(args.algorithm).trainer
+    if trainer_class is None:
         from rlrefine.rft import rft
 
         return rft(args, trl_args, start, out)
@@ -145,7 +141,6 @@ def refine(args: PipelineArgs, trl_args, model_args, start: Path, run: Path) -> 
     funcs, weights = build_rewards(args.rewards, args.train_solver, tokenizer)
     trl_args.reward_weights = weights
     trl_args.output_dir = str(work)
-    trainer_class = {"grpo": GRPOTrainer, "rloo": RLOOTrainer, "ppo": PPOTrainer}[args.algorithm]
     dtype = model_args.dtype if model_args.dtype not in (None, "auto") else "float32"
     budget = TimeBudget(args.rl_minutes)
     trainer = trainer_class(

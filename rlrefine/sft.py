@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rlrefine.atomic import write_json, write_text
+from rlrefine.protocols import UsageError
 from rlrefine.trainers import TRAINER_DEFAULTS, TimeBudget, last_checkpoint, prepare_output, publish
 
 # Defaults for the tiny world models; a config file or flags override any of them.
@@ -72,7 +73,7 @@ def train_sft(script: SFTArgs, training_args, model_args) -> Path:
     elif script.role == "solver":
         dataset = solver_dataset(rows, script.variant, script.teacher)
     else:
-        raise ValueError(f"unknown role {script.role!r}; valid: decomposer, solver")
+        raise UsageError(f"unknown role {script.role!r}; valid: decomposer, solver")
     tokenizer = load_tokenizer(model_args.model_name_or_path)
     model = AutoModelForCausalLM.from_pretrained(resolve(model_args.model_name_or_path), dtype="float32")
     training_args.output_dir = str(work)

@@ -30,8 +30,8 @@ from rlrefine.atomic import append_jsonl, read_jsonl
 from rlrefine.data import require
 from rlrefine.decomposers import Decomposer, make_decomposer
 from rlrefine.format import decomposer_messages, parse
-from rlrefine.pipeline import solve_and_grade
-from rlrefine.solvers import Solver, make_solver
+from rlrefine.protocols import UsageError
+from rlrefine.solvers import Solver, make_solver, solve_and_grade
 
 
 @dataclass
@@ -65,7 +65,7 @@ def _done(out: Path, teacher: str, solver: str | None) -> set:
     for path in (out, rejected_path(out)):
         for row in read_jsonl(path):
             if (row.get("teacher"), row.get("solver")) != (teacher, solver):
-                raise ValueError(
+                raise UsageError(
                     f"{path} holds rows from teacher {row.get('teacher')!r} and solver {row.get('solver')!r}, not "
                     f"{teacher!r} and {solver!r}; pass --overwrite or another --out"
                 )
@@ -87,7 +87,7 @@ def teach(
     out = Path(out)
     ids = [row["id"] for row in rows]
     if len(set(ids)) != len(ids):
-        raise ValueError("teach: problem ids must be unique (resuming is by id)")
+        raise UsageError("teach: problem ids must be unique (resuming is by id)")
     dec = make_decomposer(teacher)
     require(f"decomposer {dec.name!r}", getattr(dec, "requires", ()), rows, "the data")  # before any work
     sol = make_solver(solver) if solver is not None else None
@@ -104,7 +104,8 @@ def teach(
         usable = [i for i, (_, _, p) in enumerate(good) if keep_unparseable or p.parseable]  # only these are solved
         graded = {}
         if sol and usable:
-            graded = dict(zip(usable, solve_and_grade([good[i][0] for i in usable], [good[i][2] for i in usable], sol)))
+            graded = solve_and_grade([good[i][0] for i in usable], [good[i][2].subquestions for i in usable], sol)
+            graded = dict(zip(usable, graded))
         kept, rejected = [], []
         usable = set(usable)
         for i, (row, d, p) in enumerate(good):

@@ -17,7 +17,10 @@ import random
 import re
 from dataclasses import asdict, dataclass, field
 
-from datasets import Dataset, DatasetDict, Features, Sequence, Value
+from datasets import Dataset, DatasetDict
+
+from rlrefine.protocols import UsageError
+from rlrefine.schema import FEATURES
 
 PEOPLE = (
     "Ava Ben Cy Dan Eve Fay Gus Hal Ivy Jon Kim Lea Max Ned Oli Pam Quin Rex Sam Tia Uma Vic Wes Xia Yan Zoe "
@@ -110,11 +113,11 @@ class WorldConfig:
     def __post_init__(self) -> None:
         unknown = sorted(set(self.domains) - set(DOMAINS))
         if unknown:
-            raise ValueError(f"unknown domain {unknown[0]!r}; valid: {', '.join(DOMAINS)}")
+            raise UsageError(f"unknown domain {unknown[0]!r}; valid: {', '.join(DOMAINS)}")
         if not 1 <= self.depth_min <= self.depth_max <= 6:
-            raise ValueError(f"need 1 <= depth_min <= depth_max <= 6, got {self.depth_min}..{self.depth_max}")
+            raise UsageError(f"need 1 <= depth_min <= depth_max <= 6, got {self.depth_min}..{self.depth_max}")
         if not 1 <= self.num_min <= self.num_max:
-            raise ValueError(f"need 1 <= num_min <= num_max, got {self.num_min}..{self.num_max}")
+            raise UsageError(f"need 1 <= num_min <= num_max, got {self.num_min}..{self.num_max}")
 
 
 PRESETS: dict[str, dict] = {
@@ -125,20 +128,6 @@ PRESETS: dict[str, dict] = {
     "shallow": {"depth_min": 1, "depth_max": 3},
     "bench": {"depth_min": 3, "depth_max": 5, "branching": 1},  # where RL neither saturates nor starves
 }
-
-FEATURES = Features(
-    {
-        "id": Value("string"),
-        "domain": Value("string"),
-        "context": Value("string"),
-        "question": Value("string"),
-        "answer": Value("string"),
-        "subquestions": Sequence(Value("string")),
-        "depth": Value("int32"),
-        "metric": Value("string"),
-        "graph": Value("string"),
-    }
-)
 
 
 def stated_quantities(context: str) -> dict[str, int]:
@@ -232,7 +221,12 @@ def generate(cfg: WorldConfig) -> DatasetDict:
     return DatasetDict(splits)
 
 
+def dataset(preset: str = "default") -> DatasetDict:
+    """The registry's ``world`` / ``world:PRESET``: the world generated on the fly, deterministically."""
+    return generate(world_config(preset))
+
+
 def world_config(preset: str = "default", **overrides) -> WorldConfig:
     if preset not in PRESETS:
-        raise ValueError(f"unknown world preset {preset!r}; valid: {', '.join(PRESETS)}")
+        raise UsageError(f"unknown world preset {preset!r}; valid: {', '.join(PRESETS)}")
     return WorldConfig(**{**PRESETS[preset], **overrides})

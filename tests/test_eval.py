@@ -63,7 +63,7 @@ def test_eval_resumes_from_its_cache(world_dir, tmp_path):
         ),
         (["eval", "--solvers", "hops=one"], "solver 'symbolic': hops must be int, got 'one'"),
         (["eval", "--decomposers", "teacher:mrge=0.1"], "decomposer 'teacher': unknown setting(s) mrge; valid: merge,"),
-        (["eval", "--data", "nowhere"], "unknown dataset 'nowhere'; valid: 'world'"),
+        (["eval", "--data", "nowhere"], "unknown dataset 'nowhere'; valid: bamboogle, drop, gsm8k, world"),
         (["eval", "--split", "dev"], "no split 'dev'; valid: train, validation, test"),
         (["world", "--preset", "huge"], "unknown world preset 'huge'; valid: default"),
         (["frobnicate"], "unknown command 'frobnicate'; valid: world, eval"),

@@ -95,8 +95,10 @@ def test_pass_at_k_on_hand_made_samples(hand_made):
     rows, texts, model = hand_made
     found = pass_at_k(model, rows, "hops=1", k=6)
     # right: problem 1 oracle x2, reworded (cut off, but the solver was right), padded; problem 3 oracle x3,
-    # reworded x2; problem 2 never (its solver failed): 9 of 18 samples, 2 of 3 problems
-    assert found["pass_at_k"] == pytest.approx(2 / 3) and found["sampled_accuracy"] == pytest.approx(9 / 18)
+    # reworded x2; problem 2 never (its solver failed: 6 samples with no score, not 6 wrong ones): 9 of the 12 scored
+    # samples, 2 of 3 problems
+    assert found["pass_at_k"] == pytest.approx(2 / 3) and found["sampled_accuracy"] == pytest.approx(9 / 12)
+    assert found["errors"] == 6
     counts = [2, 2, 2, 1, 2, 0] + [2] * 6 + [2, 2, 2, 1, 2, 2]
     assert found["mean_subquestions"] == pytest.approx(sum(counts) / 18) and found["k"] == 6
 

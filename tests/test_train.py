@@ -152,7 +152,7 @@ def test_rl_prompts_hold_the_training_domain_only(world):
 def test_config_errors(tmp_path):
     with pytest.raises(
         ValueError,
-        match="unknown algorithm 'ppx'; valid: grpo, rloo, ppo, rft",
+        match=r"unknown algorithm 'ppx'; did you mean 'ppo'\? valid: grpo, ppo, rft, rloo",
     ):
         parse(["--algorithm", "ppx"])
     bad = tmp_path / "bad.yaml"

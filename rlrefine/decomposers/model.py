@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 
 from rlrefine.engines import make_engine
 from rlrefine.format import decomposer_messages, dynamic_messages, prompt_key
-from rlrefine.protocols import ChatEngine, Completion, Decomposed
+from rlrefine.protocols import ChatEngine, Completion, Decomposed, UsageError
 
 
 class ModelDecomposer:
@@ -58,7 +58,7 @@ class ModelDecomposer:
         self, rows: Sequence[Mapping], n: int, temperature: float = 1.0, seed: int | None = None
     ) -> list[list[Completion]]:
         if not hasattr(self.engine, "sample"):
-            raise ValueError(
+            raise UsageError(
                 f"decomposer {self.name}: sampling needs a local model (hf engine), not {self.engine.name}"
             )
         return self.engine.sample([self.messages(r) for r in rows], n=n, temperature=temperature, seed=seed)
@@ -80,21 +80,14 @@ def from_folder(
     return ModelDecomposer(engine, str(path), instruction, "student")
 
 
-def _backend(backend: str):
-    def factory(
-        model: str, price_key: str | None = None, demonstration: bool | None = None, **options
-    ) -> ModelDecomposer:
-        """One rule for every backend: a local folder (a model you trained) is a ``student``, prompted as it was
-        trained (the paper's instruction) and priced as one; anything else (a hub id, a served or hosted model) is a
-        ``teacher``: priced as one, and shown the worked example first. ``price_key`` and ``demonstration`` override."""
-        engine = make_engine(backend, model, "decomposer", **options)
-        served = str(model).rpartition("@")[0] if backend == "openai" else ""  # openai:FOLDER@URL serves a folder
-        student = os.path.isdir(served or str(model))
-        demonstration = not student if demonstration is None else demonstration
-        return ModelDecomposer(engine, None, None, price_key or ("student" if student else "teacher"), demonstration)
-
-    factory.__name__ = factory.__qualname__ = backend
-    return factory
-
-
-hf, vllm, openai = _backend("hf"), _backend("vllm"), _backend("openai")
+def on_engine(
+    engine: str | type, model: str, price_key: str | None = None, demonstration: bool | None = None, **options
+) -> ModelDecomposer:
+    """``ENGINE:MODEL`` (``hf:``, ``vllm:``, ``openai:``, any engine by name or class). One rule for every engine: a
+    local folder (a model you trained; ``FOLDER@URL`` when served) is a ``student``, prompted as it was trained (the
+    paper's instruction) and priced as one; anything else (a hub id, a served or hosted model) is a ``teacher``: priced
+    as one, and shown the worked example first. ``price_key`` and ``demonstration`` override."""
+    built = make_engine(engine, model, "decomposer", **options)
+    student = os.path.isdir(str(model).rpartition("@")[0] or str(model))
+    demonstration = not student if demonstration is None else demonstration
+    return ModelDecomposer(built, None, None, price_key or ("student" if student else "teacher"), demonstration)

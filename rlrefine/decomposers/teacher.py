@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields
 
 from rlrefine.decomposers.simple import step, words
 from rlrefine.format import MAX_SUBQUESTIONS, render
-from rlrefine.protocols import Decomposed
+from rlrefine.protocols import Decomposed, UsageError
 from rlrefine.world import DOMAINS
 
 
@@ -48,7 +48,7 @@ class FlawedTeacher:
     def entities(self, row: Mapping) -> list[str]:
         """The entities the teacher asks about, in order."""
         if not row.get("graph"):
-            raise ValueError(
+            raise UsageError(
                 f"the flawed teacher needs world problems (a 'graph' column); row {row.get('id')} has none"
             )
         graph = json.loads(row["graph"])

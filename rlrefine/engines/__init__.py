@@ -3,30 +3,24 @@ HTTP). They sit below the solvers and decomposers that prompt them and know noth
 
 from __future__ import annotations
 
-import importlib
+import inspect
 
-from rlrefine.protocols import ChatEngine
-from rlrefine.registry import call
+from rlrefine.protocols import ChatEngine, UsageError
+from rlrefine.registry import call, find
 
-ENGINES = {"hf": "rlrefine.engines.hf:HFEngine", "vllm": "rlrefine.engines.vllm:VLLMEngine"}
-ENGINES["openai"] = "rlrefine.engines.openai:OpenAIEngine"
 MAX_TOKENS = {"solver": 512, "decomposer": 256}  # room for worked sub-answers; decompositions are short
 
 
-def make_engine(backend: str, model: str, role: str, **options) -> ChatEngine:
-    """An engine with ``options`` checked against its constructor (an unknown one names the valid ones).
-
-    ``openai:MODEL@URL`` names a served model; ``openai:MODEL`` alone is the OpenAI API, key in $OPENAI_API_KEY."""
+def make_engine(engine: str | type, model: str, role: str, **options) -> ChatEngine:
+    """An engine, by its name in the registry (``hf``, ``vllm``, ``openai``, an entry point in ``rlrefine.engines``)
+    or as a class, with ``options`` checked against its constructor (an unknown one names the valid ones)."""
     if "api_key" in options:
-        raise ValueError(
+        raise UsageError(
             "do not put an API key in a spec or config (they are logged and saved with runs); "
             "name the environment variable that holds it with api_key_env"
         )
-    module, _, attr = ENGINES[backend].partition(":")
-    engine = getattr(importlib.import_module(module), attr)
-    if backend == "openai" and "@" in model and "base_url" not in options:
-        model, _, options["base_url"] = model.rpartition("@")
-    if backend == "openai" and "base_url" not in options:
-        options.setdefault("api_key_env", "OPENAI_API_KEY")
-    options.setdefault("max_tokens", MAX_TOKENS[role])
-    return call(f"{backend} backend", engine, {"model": model, **options})
+    cls = find("engine", engine) if isinstance(engine, str) else engine
+    if "max_tokens" in inspect.signature(cls).parameters:
+        options.setdefault("max_tokens", MAX_TOKENS[role])
+    where = f"{engine if isinstance(engine, str) else getattr(cls, 'backend', cls.__name__)} backend"
+    return call(where, cls, {"model": model, **options})

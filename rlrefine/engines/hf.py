@@ -10,6 +10,8 @@ from rlrefine.protocols import Completion
 
 
 class HFEngine:
+    backend = "hf"
+
     def __init__(
         self,
         model: str,

@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 
 from rlrefine.atomic import write_json
-from rlrefine.protocols import BackendError, Completion
+from rlrefine.protocols import BackendError, Completion, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,10 @@ class OpenAIEngine:
     """Chat (or completions) requests to an OpenAI-compatible endpoint, one thread per in-flight request.
 
     Threads rather than asyncio so it works from any caller, including code already inside an event loop.
+    ``openai:MODEL@URL`` names a served model; ``openai:MODEL`` alone is the OpenAI API, key in $OPENAI_API_KEY.
     """
+
+    backend = "openai"
 
     def __init__(
         self,
@@ -56,10 +59,14 @@ class OpenAIEngine:
         tokenizer: str | None = None,
         check: bool = True,
     ) -> None:
+        if "@" in model and base_url == OPENAI_URL:  # openai:MODEL@URL names a served model
+            model, _, base_url = model.rpartition("@")
+        if base_url == OPENAI_URL and api_key_env is None:  # the OpenAI API itself: its key's usual variable
+            api_key_env = "OPENAI_API_KEY"
         if endpoint not in ("chat", "completions"):
-            raise ValueError(f"openai backend: endpoint must be 'chat' or 'completions', got {endpoint!r}")
+            raise UsageError(f"openai backend: endpoint must be 'chat' or 'completions', got {endpoint!r}")
         if concurrency < 1 or max_retries < 0 or timeout <= 0:
-            raise ValueError("openai backend: concurrency >= 1, max_retries >= 0 and timeout > 0 are required")
+            raise UsageError("openai backend: concurrency >= 1, max_retries >= 0 and timeout > 0 are required")
         self.model, self.endpoint, self.base_url = model, endpoint, base_url.rstrip("/")
         self.url = f"{self.base_url}/{'chat/completions' if endpoint == 'chat' else 'completions'}"
         self.api_key_env, self.concurrency, self.timeout = api_key_env, concurrency, timeout

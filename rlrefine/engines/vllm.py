@@ -14,6 +14,8 @@ _VLLM_ENGINES: dict[str, Any] = {}  # one engine per model and settings per proc
 class VLLMEngine:
     """vLLM's offline engine: continuous batching on the local GPUs, chat template applied by vLLM."""
 
+    backend = "vllm"
+
     def __init__(
         self,
         model: str,

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from rlrefine.protocols import Solver, SolveResult
 from rlrefine.registry import build
-from rlrefine.solvers.base import MemoSolver, shared_solver, solve_unique
+from rlrefine.solvers.base import MemoSolver, shared_solver, solve_and_grade, solve_unique
 
 DEFAULT_SOLVERS = ["hops=1", "hops=2", "noise=0.1", "memory=1", "neural"]
 
@@ -21,4 +21,7 @@ def make_solver(spec: str | Mapping | Solver) -> Solver:
     return build("solver", spec)
 
 
-__all__ = ["DEFAULT_SOLVERS", "MemoSolver", "SolveResult", "Solver", "make_solver", "shared_solver", "solve_unique"]
+__all__ = [
+    "DEFAULT_SOLVERS", "MemoSolver", "SolveResult", "Solver", "make_solver", "shared_solver", "solve_and_grade",
+    "solve_unique",
+]  # fmt: skip

@@ -1,5 +1,7 @@
-"""What every solver shares: one batched call with identical problems solved once, and the process-wide frozen
-solvers that rewards share (a neural solver is loaded once; rewards naming one solver share its results)."""
+"""What every solver shares: one batched call with identical problems solved once; solve-and-grade, the one path
+from sub-questions to a score (rewards, evaluation, RFT and SFT data all take it, with one error policy: a failed
+solve has no score, ``None``, never a 0 that would read as a wrong answer); and the process-wide frozen solvers that
+rewards share (a neural solver is loaded once; rewards naming one solver share its results)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import json
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 
+from rlrefine.grading import grade
 from rlrefine.protocols import Solver, SolveResult
 from rlrefine.registry import build
 
@@ -30,6 +33,38 @@ def solve_unique(solver: Solver, rows: Sequence[Mapping], subquestions: Sequence
         solved = [SolveResult(answer=None, error=f"{type(exc).__name__}: {exc}") for _ in unique]
     by_key = dict(zip((keys[i] for i in unique), solved))
     return [by_key[key] for key in keys]
+
+
+def solve_and_grade(
+    rows: Sequence[Mapping],
+    subquestions: Sequence[Sequence[str]],
+    solver: Solver,
+    failed: Sequence[str | None] = (),
+) -> list[dict]:
+    """One graded record per problem (``records``) from one batched solver call. A problem whose decomposition
+    ``failed`` is an error (no score), not a direct solve."""
+    results = solve_unique(solver, rows, subquestions)
+    for i, reason in enumerate(failed):
+        if reason:
+            results[i] = SolveResult(answer=None, error=f"decomposer: {reason}")
+    return records(rows, results)
+
+
+def records(rows: Sequence[Mapping], results: Sequence[SolveResult]) -> list[dict]:
+    """One graded record per problem from the solver's results (static or dynamic: grading is the same); ``score`` is
+    None where the solve failed."""
+    return [
+        {
+            "id": row.get("id"),
+            "answer": res.answer,
+            "score": None if res.error else grade(res.answer, row["answer"], row.get("metric") or "numeric"),
+            "error": res.error,
+            "answered_share": res.answered_share,
+            "solver_prompt_tokens": res.prompt_tokens,
+            "solver_completion_tokens": res.completion_tokens,
+        }
+        for row, res in zip(rows, results)
+    ]
 
 
 class MemoSolver:

@@ -87,13 +87,7 @@ def neural(max_tokens: int = 96, batch_size: int = 64, dtype: str = "auto", devi
     return solver
 
 
-def _backend(backend: str):
-    def factory(model: str, price_key: str = "solver", **options) -> ModelSolver:
-        return ModelSolver(make_engine(backend, model, "solver", **options), price_key=price_key)
-
-    factory.__name__ = factory.__qualname__ = backend
-    factory.__doc__ = f"``{backend}:MODEL``: a real LLM behind the {backend} engine, prompted as in the paper."
-    return factory
-
-
-hf, vllm, openai = _backend("hf"), _backend("vllm"), _backend("openai")
+def on_engine(engine: str | type, model: str, price_key: str = "solver", **options) -> ModelSolver:
+    """``ENGINE:MODEL`` (``hf:``, ``vllm:``, ``openai:``, any engine by name or class): a real LLM behind that engine,
+    prompted as in the paper."""
+    return ModelSolver(make_engine(engine, model, "solver", **options), price_key=price_key)

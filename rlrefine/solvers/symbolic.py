@@ -16,7 +16,7 @@ import random
 import re
 from collections.abc import Mapping, Sequence
 
-from rlrefine.protocols import SolveResult
+from rlrefine.protocols import SolveResult, UsageError
 from rlrefine.solvers.program import UNKNOWN, number_text
 
 _OPS = {"add": lambda v, k: v + k, "sub": lambda v, k: v - k, "mul": lambda v, k: v * k}
@@ -30,7 +30,7 @@ class SymbolicSolver:
 
     def __init__(self, hops: int = 1, noise: float = 0.0, memory: int | None = None, seed: int = 0) -> None:
         if hops < 0 or not 0.0 <= noise <= 1.0 or (memory is not None and memory < 0):
-            raise ValueError(f"bad symbolic solver settings: hops={hops} noise={noise} memory={memory}")
+            raise UsageError(f"bad symbolic solver settings: hops={hops} noise={noise} memory={memory}")
         self.hops, self.noise, self.memory, self.seed = hops, noise, memory, seed
         parts = (
             [f"hops={hops}"]

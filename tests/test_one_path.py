@@ -1,0 +1,133 @@
+"""One path for each concept: a spec means what its text says wherever it is run; input problems are one line, bugs
+keep their traceback; every column of a problem reaches a plugin solver in RL as in evaluation; a new engine, dataset
+or algorithm is one file."""
+
+import json
+import os
+
+import pytest
+from helpers import ROOT
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rlrefine import registry
+from rlrefine.cli import main
+from rlrefine.protocols import UsageError
+
+PLUGINS = ROOT / "tests" / "plugins"
+SPECS = ["hops=1", "hops=2,noise=0.1", "s1=memory=1", "noise=.1", "neural", "teacher:merge=0.3", "oracle", "1"]
+
+
+@given(st.sampled_from(SPECS), st.sampled_from(["solver", "decomposer"]))
+def test_a_spec_means_the_same_wherever_it_is_run(tmp_path_factory, spec, kind):
+    """Folders named like every piece of the spec change nothing: ``hops=1`` stays the symbolic solver even where a
+    folder ``1`` exists (it was a model labelled ``hops`` there)."""
+    empty, crowded = tmp_path_factory.mktemp("empty"), tmp_path_factory.mktemp("crowded")
+    for piece in {spec, *spec.replace("=", " ").replace(",", " ").replace(":", " ").split()}:
+        (crowded / piece).mkdir(exist_ok=True)
+    here = os.getcwd()
+    try:
+        outcomes = []
+        for where in (empty, crowded):
+            os.chdir(where)
+            try:
+                outcomes.append(registry.parse(kind, spec))
+            except UsageError:  # refused either way (the message may point at the folder: a hint, not a meaning)
+                outcomes.append("refused")
+        assert outcomes[0] == outcomes[1]
+    finally:
+        os.chdir(here)
+
+
+def test_a_folder_named_without_a_path_is_refused_showing_the_new_form(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "student").mkdir()
+    with pytest.raises(
+        UsageError, match=r"^decomposer 'student' is a folder: name it as one, ./student or model:student$"
+    ):
+        registry.parse("decomposer", "student")
+    assert registry.parse("decomposer", "./student") == ("model", {"": "./student"})
+    assert registry.parse("decomposer", "sft=runs/x/sft") == ("model", {"label": "sft", "": "runs/x/sft"})
+    assert registry.parse("solver", "hops=1") == ("symbolic", {"hops": 1})
+
+
+def test_input_problems_are_one_line_and_bugs_keep_their_traceback(monkeypatch, capsys):
+    assert main(["eval", "--decomposers", "nonesuch", "--solvers", "hops=1"]) == 2
+    assert capsys.readouterr().err.startswith("rlrefine eval: error: unknown decomposer 'nonesuch'")
+
+    def broken(argv):
+        raise ValueError("a bug, not the user's input")
+
+    monkeypatch.setattr("rlrefine.evaluate.main", broken)
+    with pytest.raises(ValueError, match="a bug"):  # not swallowed into exit code 2
+        main(["eval"])
+
+
+def test_every_column_reaches_a_plugin_solver_in_rl_as_in_eval(world_jsonl, tmp_path):
+    """The rows a reward's solver sees are the dataset's rows, all columns (a user's own too), as TRL hands them."""
+    from rlrefine.rewards.solver import SolverCorrectness
+
+    from rlrefine.config import PipelineArgs
+    from rlrefine.data import load_split
+    from rlrefine.format import render
+    from rlrefine.rl import train_dataset
+
+    lines = (world_jsonl / "train.jsonl").read_text().splitlines()[:6]
+    rows = [{**json.loads(line), "difficulty": i} for i, line in enumerate(lines)]  # a column of the user's own
+    data = tmp_path / "data"
+    data.mkdir()
+    for split in ("train", "test"):
+        (data / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ds = train_dataset(PipelineArgs(data=str(data)))
+    inputs = [dict(r) for r in ds for _ in range(2)]  # TRL repeats each prompt's columns per generation
+    kwargs = {k: [x[k] for x in inputs] for k in inputs[0] if k not in ("prompt", "completion", "completion_ids")}
+    completions = [render(x["subquestions"]) for x in inputs]
+    seen = []
+
+    class Recording:
+        name, price_key = "recording", "solver"
+
+        def solve(self, solved_rows, subquestions):
+            from rlrefine.solvers.symbolic import SymbolicSolver
+
+            seen.extend(solved_rows)
+            return SymbolicSolver(hops=1).solve(solved_rows, subquestions)
+
+    scores = SolverCorrectness(solver=Recording())(None, completions, None, **kwargs)
+    assert scores == [1.0] * len(inputs)  # the oracle's sub-questions, graded right: nothing was dropped on the way
+    evaluated = {r["id"]: r for r in load_split(str(data), "train")}
+    for row in seen:
+        assert {k: row[k] for k in evaluated[row["id"]]} == evaluated[row["id"]]  # every column, same values
+    assert sorted({r["difficulty"] for r in seen}) == list(range(6)) and all(r["depth"] > 0 for r in seen)
+
+
+def test_an_engine_in_one_file_is_a_solver_and_a_decomposer(test_rows):
+    engine = f"{PLUGINS / 'echo_engine.py'}:EchoEngine"
+    solver = registry.build("solver", {"name": engine, "model": "x", "answer": "12"})
+    assert [r.answer for r in solver.solve(test_rows[:2], [[], []])] == ["12", "12"]
+    decomposer = registry.build("decomposer", f"{engine}:x")
+    assert decomposer.decompose(test_rows[:1])[0].text.startswith("Q1: ")
+    assert decomposer.price_key == "teacher" and solver.name == "echo:x"
+    with pytest.raises(
+        UsageError, match=r"^EchoEngine backend: unknown setting.s. colour; valid: model, max_tokens, answer"
+    ):
+        registry.build("solver", {"name": engine, "model": "x", "colour": "red"})
+
+
+def test_a_dataset_in_one_file_loads_through_the_schema():
+    from rlrefine.data import load_split
+
+    test = load_split(f"{PLUGINS / 'tiny_dataset.py'}:problems", "test")
+    assert test["answer"] == ["5", "6", "7"] and test["difficulty"] == [0, 1, 0]
+    assert test["metric"] == ["numeric"] * 3 and test["id"] == ["00000", "00001", "00002"]  # completed to the schema
+
+
+def test_an_algorithm_in_one_file_gets_its_config_and_defaults():
+    from trl import GRPOConfig
+
+    from rlrefine.config import parse
+
+    algorithm = f"{PLUGINS / 'my_algorithm.py'}:GRPO_SHORT"
+    args, trl_args, _ = parse(["--algorithm", algorithm, "--run_dir", "unused"])
+    assert type(trl_args) is GRPOConfig and (trl_args.max_completion_length, trl_args.num_generations) == (24, 4)
+    assert trl_args.learning_rate == 1e-4  # the shared RL defaults still apply
