@@ -56,14 +56,15 @@ def _settings(argv: list[str]) -> set[str]:
 
     from trl import ModelConfig
 
-    from rlrefine.config import PipelineArgs, early_option, trl_config_class
+    from rlrefine.core.settings import early_option
+    from rlrefine.training.settings import PipelineArgs, trl_config_class
 
     algorithm = early_option(argv, "algorithm")[0] or "grpo"
     return {f.name for cls in (PipelineArgs, trl_config_class(algorithm), ModelConfig) for f in fields(cls)}
 
 
 def report(runs: list[Path], out: Path) -> Path:
-    from rlrefine.report import report as write
+    from rlrefine.evaluation.report import report as write
 
     path = write(runs, out, made_by=shlex.join(["python", *sys.argv]))
     print(path.read_text())

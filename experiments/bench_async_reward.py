@@ -75,7 +75,7 @@ def main() -> dict:
 
     from trl.trainer.utils import shutdown_event_loop_in_daemon, start_event_loop_in_daemon
 
-    from rlrefine.rl import build_rewards
+    from rlrefine.training.rl import build_rewards
 
     server = serve(args.delay_ms / 1000)
     url = f"http://127.0.0.1:{server.server_address[1]}/judge"

@@ -6,7 +6,7 @@
    ../shared/data/gsm8k next to the repository) must grade 1.0 against its own "####" number, read as the
    loader reads it (``gsm8k_answer``). A missing folder or file is reported and skipped.
 2. Share: ``evaluate`` on ``--problems`` world test problems x 3 decomposers x 4 solvers, timed, with every
-   ``grade`` call it makes (through ``rlrefine.pipeline``) timed as well. The same calls are then timed again
+   ``grade`` call it makes (through ``rlrefine.evaluation.pipeline``) timed as well. The same calls are then timed again
    on their own with the grader's caches emptied (the cold case).
 3. The math-verify path: the cost of one grade of "\\frac{3}{4}" against "0.75", cold (caches emptied each
    call) and warm, next to a plain "52" against "52".
@@ -34,16 +34,16 @@ SOLVERS = ["hops=1", "hops=2", "noise=0.1", "memory=1"]
 
 
 def clear_caches() -> None:
-    from rlrefine import numeric
+    from rlrefine.core import numeric
 
     numeric._value.cache_clear()
     numeric._math_value.cache_clear()
 
 
 def gsm8k_agreement(folder: Path) -> dict:
-    from rlrefine.atomic import read_jsonl
-    from rlrefine.datasets_real import gsm8k_answer
-    from rlrefine.grading import extract_answer, grade
+    from rlrefine.core.atomic import read_jsonl
+    from rlrefine.core.grading import extract_answer, grade
+    from rlrefine.data.real import gsm8k_answer
 
     out = {}
     for name in GSM8K_FILES:
@@ -65,10 +65,10 @@ def gsm8k_agreement(folder: Path) -> dict:
 
 
 def evaluation_share(problems: int) -> dict:
-    from rlrefine import pipeline
+    from rlrefine.core.grading import grade
     from rlrefine.data import load_split
-    from rlrefine.evaluate import evaluate
-    from rlrefine.grading import grade
+    from rlrefine.evaluation import pipeline
+    from rlrefine.evaluation.evaluate import evaluate
 
     rows = list(load_split("world", "test", problems))
     calls: list[tuple] = []
@@ -113,7 +113,7 @@ def evaluation_share(problems: int) -> dict:
 
 
 def per_call(prediction: str, gold: str, repeats: int, cold: bool) -> float:
-    from rlrefine.grading import grade
+    from rlrefine.core.grading import grade
 
     assert grade(prediction, gold) == 1.0
     start = time.perf_counter()
@@ -138,7 +138,7 @@ def main() -> dict:
         print(f"GSM8K folder {folder} not found: agreement check skipped", file=sys.stderr)
         agreement = f"skipped: {folder} not found"
     share = evaluation_share(args.problems)
-    from rlrefine.grading import grade
+    from rlrefine.core.grading import grade
 
     grade("\\frac{1}{2}", "0.5")  # math-verify imported before timing it
     costs = {

@@ -30,9 +30,9 @@ def main() -> dict:
 
     import torch
 
-    from rlrefine.models import build_model, build_tokenizer
+    from rlrefine.data.world import generate, world_config
+    from rlrefine.engines.models import build_model, build_tokenizer
     from rlrefine.solvers import make_solver
-    from rlrefine.world import generate, world_config
 
     world = generate(world_config("small"))
     rows = list(world["test"])[: args.problems]

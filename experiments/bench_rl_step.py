@@ -27,8 +27,8 @@ def main() -> dict:
     parser.add_argument("--algorithms", nargs="+", default=["grpo", "rloo", "ppo"])
     args = parser.parse_args()
 
-    from rlrefine.config import parse
-    from rlrefine.rl import refine
+    from rlrefine.training.rl import refine
+    from rlrefine.training.settings import parse_pipeline
 
     seconds: dict[str, list[float]] = {a: [] for a in args.algorithms}
     with tempfile.TemporaryDirectory() as folder:
@@ -37,7 +37,7 @@ def main() -> dict:
                 run = os.path.join(folder, f"{algorithm}-{round_}")
                 argv = ["--algorithm", algorithm, "--decomposer", args.decomposer, "--run_dir", run]
                 argv += ["--max_steps", str(args.steps), "--logging_steps", "1", "--save_strategy", "no"]
-                pipeline, trl_args, model_args = parse(argv)
+                pipeline, trl_args, model_args = parse_pipeline(argv)
                 out = refine(pipeline, trl_args, model_args, args.decomposer, Path(run))
                 log = json.loads((out / "eval.json").read_text())["log_history"]
                 seconds[algorithm] += [h["step_time"] for h in log if "step_time" in h][2:]

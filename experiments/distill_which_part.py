@@ -16,10 +16,10 @@ from pathlib import Path
 
 from _runs import parser
 
-from rlrefine.atomic import write_text
-from rlrefine.cli import main as cli
+from rlrefine.commands.cli import main as cli
+from rlrefine.core.atomic import write_text
 from rlrefine.data import load_split
-from rlrefine.evaluate import evaluate, pass_at_k
+from rlrefine.evaluation.evaluate import evaluate, pass_at_k
 
 STUDENTS = {  # name -> (role, variant, steps)
     "sd-t": ("decomposer", "sd-t", 600),

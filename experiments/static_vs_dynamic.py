@@ -6,7 +6,7 @@ modes, against every default solver.
 
 Static: the decomposer writes all sub-questions at once, then the solver answers them (the paper's pipeline).
 Dynamic: it writes one sub-question, sees the solver's answer, writes the next, until it writes none or reaches the
-cap (three); the final answer is the solver's on the final list (``rlrefine.dynamic``). Evaluated: the flawed teacher
+cap (three); the final answer is the solver's on the final list (``rlrefine.evaluation.dynamic``). Evaluated: the flawed teacher
 (one per seed: ``--seeds`` draws its flaws), the oracle, and any decomposer you pass (a trained folder as
 ``LABEL=FOLDER``, ``hf:MODEL``, ...), with ``rlrefine eval --modes static dynamic`` (cells cached in OUT/eval: a killed
 run resumes). Writes OUT/report.md: static beside dynamic per (decomposer, solver), tokens per problem summed over
@@ -29,10 +29,10 @@ from pathlib import Path
 
 from _runs import parser
 
-from rlrefine.atomic import write_text
-from rlrefine.config import parse_config
+from rlrefine.core.atomic import write_text
+from rlrefine.core.settings import parse_config
 from rlrefine.data import load_split
-from rlrefine.evaluate import EvalArgs, evaluate, load_prices
+from rlrefine.evaluation.evaluate import EvalArgs, evaluate, load_prices
 from rlrefine.solvers import DEFAULT_SOLVERS
 
 QUICK = {"data": "world:small", "limit": 20, "solvers": ["hops=1", "hops=2"]}

@@ -9,7 +9,7 @@ one entry per completion. Return one float per completion, or None to skip that 
 (``penalty``) go to the function's own keyword parameters.
 """
 
-from rlrefine.format import completion_text, parse
+from rlrefine.core.format import completion_text, parse
 
 
 def novelty(prompts, completions, completion_ids=None, question=None, penalty: float = 1.0, **kwargs):

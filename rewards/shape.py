@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from rlrefine.format import MAX_SUBQUESTIONS, completion_text, parse
+from rlrefine.core.format import MAX_SUBQUESTIONS, completion_text, parse
 
 
 def format_validity(

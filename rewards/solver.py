@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from rlrefine.format import completion_text, parse
-from rlrefine.protocols import UsageError
+from rlrefine.core.format import completion_text, parse
+from rlrefine.core.protocols import UsageError
 from rlrefine.solvers import shared_solver, solve_and_grade
 
 CUT_WARNING = 0.1  # share of a batch cut at the length limit that is worth a warning: those samples learn nothing

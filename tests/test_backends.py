@@ -21,9 +21,9 @@ import pytest
 from conftest import Served
 from helpers import Traffic, free_port
 
+from rlrefine.core.protocols import BackendError
+from rlrefine.core.registry import parse_spec
 from rlrefine.decomposers import make_decomposer
-from rlrefine.protocols import BackendError
-from rlrefine.registry import parse as parse_spec
 from rlrefine.solvers import make_solver
 
 # --- a real transformers serve ------------------------------------------------------------------------------------
@@ -206,6 +206,38 @@ def test_malformed_json_is_reported_per_sample(scripted):
     assert nochoices[0].error and "malformed response" in nochoices[0].error
 
 
+def test_only_good_replies_are_cached_and_a_rerun_asks_only_for_the_rest(scripted, tmp_path):
+    cache = tmp_path / "cache"
+    solver = make_solver(_spec(scripted, "mixed", cache_dir=str(cache)))
+    rows, subs = _rows("fine ?", "broken ?", "also fine ?"), [[], ["Q ?"], []]
+    assert [r.answer for r in solver.solve(rows, subs)] == ["8", None, "8"]
+    assert len(list(cache.rglob("*.json"))) == 2  # the malformed reply is not kept
+    again = make_solver(_spec(scripted, "mixed", cache_dir=str(cache)))
+    assert [r.answer for r in again.solve(rows, subs)] == ["8", None, "8"]
+    assert again.engine.stats["cache_hits"] == 2 and scripted.handler.hits["mixed"] == 4  # only the broken one again
+
+
+def test_backoff_doubles_per_attempt_up_to_its_cap_and_a_longer_retry_after_wins(scripted):
+    import httpx
+
+    engine = make_solver(_spec(scripted, "ok", backoff=1.0, max_backoff=30.0)).engine
+    for attempt in range(5):  # jitter: between half and all of backoff * 2**attempt
+        assert 2**attempt / 2 <= engine._delay(attempt, None) <= min(2**attempt, 30.0)
+    assert engine._delay(9, None) == pytest.approx(30.0, abs=15.0) and engine._delay(9, None) <= 30.0
+    told = httpx.Response(429, headers={"Retry-After": "7"})
+    assert engine._delay(0, told) == 7.0 and 8 <= engine._delay(4, told) <= 16
+
+
+def test_a_batch_after_an_unreachable_one_tries_the_endpoint_again(scripted):
+    """The engine stops waiting per sample once every retry failed to connect, but only for that batch."""
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    solver = make_solver({"backend": "openai", "model": "m", "base_url": dead, "check": False, "max_retries": 1,
+                          "backoff": 0.01})  # fmt: skip
+    assert all("failed after 2 attempts" in r.error for r in solver.solve(_rows("a ?", "b ?", "c ?"), [[]] * 3))
+    solver.engine.url = f"{scripted.base}/ok/v1/chat/completions"  # the endpoint is back
+    assert [r.answer for r in solver.solve(_rows("a ?", "b ?"), [[]] * 2)] == ["8", "8"]
+
+
 def test_4xx_is_not_retried(scripted):
     results = make_solver(_spec(scripted, "badrequest", max_retries=3)).solve(_rows("a ?", "b ?"), [[], []])
     assert all("HTTP 400" in r.error and "not retried" in r.error for r in results)
@@ -235,8 +267,8 @@ def test_undecodable_body_and_unwritable_cache_are_per_sample_not_fatal(scripted
 
 
 def test_completions_endpoint_sends_the_chat_template_as_text(scripted, tiny_model_dir, test_rows):
-    from rlrefine.format import solver_messages
-    from rlrefine.models import load_tokenizer
+    from rlrefine.core.format import solver_messages
+    from rlrefine.engines.models import load_tokenizer
 
     row = test_rows[0]
     spec = _spec(scripted, "completions", endpoint="completions", tokenizer=str(tiny_model_dir))
@@ -339,7 +371,7 @@ def test_completions_endpoint_renders_the_chat_template(served, tiny_model_dir, 
 
 
 def test_hf_backend_solver_and_decomposer(tiny_model_dir, test_rows):
-    from rlrefine.format import SOLVER_INSTRUCTION, solver_messages
+    from rlrefine.core.format import SOLVER_INSTRUCTION, solver_messages
 
     rows = test_rows[:4]
     solver = make_solver(
@@ -399,7 +431,7 @@ class _VLLM:
 
 
 def test_vllm_engine_settings_sharing_and_replies(monkeypatch, test_rows):
-    from rlrefine.format import solver_messages
+    from rlrefine.core.format import solver_messages
 
     fake = _VLLM()
     monkeypatch.setitem(sys.modules, "vllm", fake)

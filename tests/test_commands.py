@@ -9,7 +9,7 @@ import sys
 import pytest
 from helpers import ROOT
 
-from rlrefine.cli import main
+from rlrefine.commands.cli import main
 
 
 def _script(monkeypatch, name: str, *argv: str) -> None:
@@ -23,7 +23,7 @@ def _script(monkeypatch, name: str, *argv: str) -> None:
 def test_pretrain_writes_a_base_model_that_loads_with_its_probes(tmp_path, capsys):
     from transformers import AutoModelForCausalLM
 
-    from rlrefine.models import load_tokenizer
+    from rlrefine.engines.models import load_tokenizer
 
     out = tmp_path / "base"
     argv = ["pretrain", "--out", str(out), "--documents", "60", "--vocab_size", "300", "--hidden", "32"]
@@ -42,8 +42,8 @@ def test_pretrain_writes_a_base_model_that_loads_with_its_probes(tmp_path, capsy
 
 
 def test_pretraining_text_never_holds_an_evaluated_problem():
-    from rlrefine.pretrain import SHORT, documents
-    from rlrefine.world import generate, world_config
+    from rlrefine.data.world import generate, world_config
+    from rlrefine.training.pretrain import SHORT, documents
 
     docs = documents(SHORT, 30, 0, set())
     story = docs[0].split("\nQuestion:")[0]

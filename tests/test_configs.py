@@ -14,10 +14,10 @@ import pytest
 import yaml
 from conftest import Served
 
+from rlrefine.core.registry import parse_spec
 from rlrefine.data import load_split
-from rlrefine.models import resolve
-from rlrefine.registry import parse as parse_spec
-from rlrefine.train import main, parse
+from rlrefine.engines.models import resolve
+from rlrefine.train import main, parse_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
@@ -127,12 +127,12 @@ def test_config_runs_end_to_end_as_its_cpu_standin(config, tmp_path, request):
         assert server.completed() > before[role]  # teacher data, rewards and evaluation went through the servers
     if "tensorboard" in str(raw.get("report_to")):
         assert list((run / "rl" / "runs").rglob("events.out.tfevents*"))  # the logs outlive the work folder
-    saved = parse(["--config", str(run / "config.yaml")])  # the run folder repeats the run
-    assert saved[0].data == raw.get("data", "world") and saved[2] == parse(["--config", str(standin)])[2]
+    saved = parse_pipeline(["--config", str(run / "config.yaml")])  # the run folder repeats the run
+    assert saved[0].data == raw.get("data", "world") and saved[2] == parse_pipeline(["--config", str(standin)])[2]
 
 
 def test_gsm8k_grpo_config_parses_with_the_training_entry_point():
-    args, trl_args, model_args = parse(["--config", str(ROOT / "configs" / "gsm8k_grpo.yaml")])
+    args, trl_args, model_args = parse_pipeline(["--config", str(ROOT / "configs" / "gsm8k_grpo.yaml")])
     assert args.data == "gsm8k" and args.algorithm == "grpo" and args.instruction is None
     assert model_args.use_peft and model_args.lora_r == 16
     assert trl_args.use_vllm and trl_args.vllm_mode == "colocate"

@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 from helpers import ROOT
 
-from rlrefine.atomic import read_jsonl
-from rlrefine.cli import main
+from rlrefine.commands.cli import main
+from rlrefine.core.atomic import read_jsonl
+from rlrefine.core.format import parse
+from rlrefine.core.grading import extract_answer, grade
+from rlrefine.core.numeric import parse_number
+from rlrefine.core.protocols import UsageError
 from rlrefine.data import load_split, load_splits
-from rlrefine.datasets_real import gsm8k_answer
+from rlrefine.data.real import gsm8k_answer
 from rlrefine.decomposers import make_decomposer
-from rlrefine.format import parse
-from rlrefine.grading import extract_answer, grade
-from rlrefine.numeric import parse_number
-from rlrefine.protocols import UsageError
 
 DATA = ROOT / "tests" / "data"  # a few rows of each real dataset's file format, written for the tests
 ECHO = f"{ROOT / 'tests' / 'plugins' / 'echo_solver.py'}:Echo"
@@ -247,7 +247,7 @@ def test_hub_ids_the_loaders_ask_for(monkeypatch, tmp_path):
     from datasets import DatasetDict
     from datasets import load_dataset as real_load
 
-    import rlrefine.datasets_real as real
+    import rlrefine.data.real as real
 
     files = {
         ("openai/gsm8k", "main"): {s: DATA / "gsm8k" / f"{s}.jsonl" for s in ("train", "test")},

@@ -3,13 +3,13 @@ import json
 import pytest
 from helpers import ROOT
 
-from rlrefine.distill import decomposer_dataset, solver_dataset
-from rlrefine.format import parse, render
-from rlrefine.grading import grade
-from rlrefine.protocols import Decomposed
-from rlrefine.registry import build
+from rlrefine.core.format import parse, render
+from rlrefine.core.grading import grade
+from rlrefine.core.protocols import Decomposed
+from rlrefine.core.registry import build
+from rlrefine.data.world import stated_quantities
 from rlrefine.solvers.program import run
-from rlrefine.world import stated_quantities
+from rlrefine.training.distill import decomposer_dataset, solver_dataset
 
 
 def test_sdr_keeps_what_a_solver_reading_the_story_gets_right(world):

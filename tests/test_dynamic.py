@@ -1,4 +1,4 @@
-"""Dynamic decomposition (rlrefine.dynamic): the loop shows the decomposer the solver's own answers, stops on the
+"""Dynamic decomposition (rlrefine.evaluation.dynamic): the loop shows the decomposer the solver's own answers, stops on the
 marker, a repeat or the cap, counts every round's tokens, and turns failures into error results; evaluation runs it
 as rows of their own, cached under a key of their own."""
 
@@ -6,11 +6,11 @@ import json
 
 import pytest
 
+from rlrefine.core.format import MAX_SUBQUESTIONS, NO_DECOMPOSITION
+from rlrefine.core.protocols import Decomposed, DynamicDecomposer, SolveResult, UsageError
 from rlrefine.decomposers import make_decomposer
-from rlrefine.dynamic import check_modes, solve_dynamic
-from rlrefine.evaluate import evaluate
-from rlrefine.format import MAX_SUBQUESTIONS, NO_DECOMPOSITION
-from rlrefine.protocols import Decomposed, DynamicDecomposer, SolveResult, UsageError
+from rlrefine.evaluation.dynamic import check_modes, solve_dynamic
+from rlrefine.evaluation.evaluate import evaluate
 from rlrefine.solvers import make_solver
 
 
@@ -75,7 +75,7 @@ def test_the_decomposer_sees_the_solvers_own_answers(test_rows):
 
 
 def test_an_unknown_answer_is_shown_as_none_and_said_unknown(test_rows):
-    from rlrefine.format import dynamic_messages
+    from rlrefine.core.format import dynamic_messages
 
     row = _gold(test_rows, 3)[0]
     decomposer = Scripted({row["id"]: [f"Q1: {row['subquestions'][1]}"]})  # two hops away: hops=1 cannot answer
@@ -215,8 +215,8 @@ def test_a_model_decomposer_runs_dynamic_mode_batched(tiny_model_dir, test_rows)
 
 
 def test_the_eval_command_and_the_pipeline_take_the_modes(world_dir, tmp_path):
-    from rlrefine.cli import main
-    from rlrefine.config import parse, preflight
+    from rlrefine.commands.cli import main
+    from rlrefine.training.settings import parse_pipeline, preflight
 
     out = tmp_path / "eval"
     argv = ["eval", "--data", str(world_dir), "--limit", "20", "--decomposers", "oracle", "--solvers", "hops=1"]
@@ -224,8 +224,8 @@ def test_the_eval_command_and_the_pipeline_take_the_modes(world_dir, tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert [c["decomposer"] for c in results["cells"]] == ["oracle", "oracle (dynamic)"]
     assert main([*argv, "--modes", "dynamc", "--out", str(out)]) == 2
-    args = parse(["--data", "world:small", "--eval_modes", "static", "dynamic"])[0]
-    assert args.eval_modes == ["static", "dynamic"] and parse([])[0].eval_modes == ["static"]
+    args = parse_pipeline(["--data", "world:small", "--eval_modes", "static", "dynamic"])[0]
+    assert args.eval_modes == ["static", "dynamic"] and parse_pipeline([])[0].eval_modes == ["static"]
     args.eval_modes = ["sttic"]
     with pytest.raises(UsageError, match="unknown evaluation mode"):
         preflight(args)

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from rlrefine.cli import main
+from rlrefine.commands.cli import main
 
 
 @pytest.mark.slow  # the default matrix, the neural solver included, on 200 problems
@@ -105,7 +105,7 @@ class FlakySolver:
 
 def test_eval_cache_keys_on_gold_solver_identity_and_failures(world_dir, tmp_path):
     from rlrefine.data import load_split
-    from rlrefine.evaluate import evaluate
+    from rlrefine.evaluation.evaluate import evaluate
 
     rows, out = list(load_split(str(world_dir), "test", 30)), tmp_path / "eval"
     flaky = FlakySolver()
@@ -121,6 +121,55 @@ def test_eval_cache_keys_on_gold_solver_identity_and_failures(world_dir, tmp_pat
     assert dearer["cells"][0]["cost_usd"] > 10 * cheap["cells"][0]["cost_usd"] > 0
     wrong_gold = [{**r, "answer": str(int(r["answer"]) + 1)} for r in rows]
     assert evaluate(wrong_gold, ["oracle"], ["hops=1"], out=out, progress=False)["cells"][0]["accuracy"] == 0.0
+
+
+class Versioned:
+    """A solver known by one name whose model changed (another ``version``): right on every problem, or wrong on all."""
+
+    name, price_key = "served-solver", "solver"
+
+    def __init__(self, version: str, right: bool) -> None:
+        self.version, self.right = version, right
+
+    def solve(self, rows, subquestions):
+        from rlrefine.solvers import SolveResult
+
+        return [SolveResult(answer=r["answer"] if self.right else "-1") for r in rows]
+
+
+class Counting:
+    """The oracle, counting the problems it is asked to decompose; it fails on those in ``broken`` while they are."""
+
+    name, price_key, version = "counting", "teacher", "1"
+
+    def __init__(self) -> None:
+        self.asked, self.broken = 0, set()
+
+    def decompose(self, rows):
+        from rlrefine.core.protocols import Decomposed
+        from rlrefine.decomposers import make_decomposer
+
+        self.asked += len(rows)
+        done = make_decomposer("oracle").decompose(rows)
+        return [Decomposed("", error="timed out") if r["id"] in self.broken else d for r, d in zip(rows, done)]
+
+
+def test_eval_cache_keys_on_the_solvers_version_and_reuses_decompositions(world_dir, tmp_path):
+    from rlrefine.data import load_split
+    from rlrefine.evaluation.evaluate import evaluate
+
+    rows, out = list(load_split(str(world_dir), "test", 20)), tmp_path / "eval"
+    before = evaluate(rows, ["oracle"], [Versioned("v1", right=True)], out=out, progress=False)["cells"][0]
+    after = evaluate(rows, ["oracle"], [Versioned("v2", right=False)], out=out, progress=False)["cells"][0]
+    assert (before["accuracy"], after["accuracy"]) == (1.0, 0.0)  # same name, new model: not the old cell
+    teacher = Counting()
+    teacher.broken = {rows[0]["id"], rows[1]["id"]}
+    first = evaluate(rows, [teacher], ["hops=1"], out=out, progress=False)["cells"][0]
+    assert teacher.asked == 20 and first["errors"] == 2
+    teacher.broken = set()
+    again = evaluate(rows, [teacher], ["hops=2"], out=out, progress=False)["cells"][0]  # a new cell, same decomposer
+    assert teacher.asked == 22 and again["errors"] == 0  # only the two failed ones asked again: the rest from cache
+    assert evaluate(rows, [teacher], ["hops=1"], out=out, progress=False)["cells"][0]["errors"] == 0  # redone too
 
 
 def test_world_preset_from_a_config_file(tmp_path):
@@ -141,7 +190,7 @@ class _Echo:
     name, price_key = "echo", "solver"
 
     def solve(self, rows, subquestions):
-        from rlrefine.protocols import SolveResult
+        from rlrefine.core.protocols import SolveResult
 
         return [SolveResult(answer=r["answer"]) for r in rows]
 
@@ -149,7 +198,7 @@ class _Echo:
 def test_oracle_without_gold_subquestions_is_refused_or_left_out_with_a_note(tmp_path, capsys):
     """On data without gold sub-questions the oracle would be `none` under another name: asked for, it is refused in
     one line; in a default matrix (the training pipeline's) it is left out and the report says why."""
-    from rlrefine.evaluate import evaluate, report
+    from rlrefine.evaluation.evaluate import evaluate, results_markdown
 
     data = tmp_path / "plain.jsonl"
     data.write_text(
@@ -166,7 +215,7 @@ def test_oracle_without_gold_subquestions_is_refused_or_left_out_with_a_note(tmp
     results = evaluate(rows, ["none", "oracle"], [_Echo()], progress=False, skip_unfit=True)
     assert [c["decomposer"] for c in results["cells"]] == ["none"]
     assert results["notes"][0].startswith("oracle left out: decomposer 'oracle' needs gold sub-questions")
-    assert "\nNote: oracle left out: " in report(results)
+    assert "\nNote: oracle left out: " in results_markdown(results)
     shallow = [r for r in _rows("world:shallow") if r["depth"] == 1][:3]  # gold is "no decomposition" here
     cell = evaluate(shallow, ["oracle"], ["hops=1"], progress=False)["cells"][0]
     assert cell["accuracy"] == 1.0 and cell["mean_subquestions"] == 0

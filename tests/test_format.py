@@ -1,7 +1,7 @@
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from rlrefine.format import (
+from rlrefine.core.format import (
     MAX_SUBQUESTIONS,
     NO_DECOMPOSITION,
     completion_text,

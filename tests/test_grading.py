@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rlrefine import numeric
-from rlrefine.grading import extract_answer, f1_score, grade
-from rlrefine.numeric import parse_number
+from rlrefine.core import numeric
+from rlrefine.core.grading import extract_answer, f1_score, grade
+from rlrefine.core.numeric import parse_number
 
 
 @settings(deadline=None)  # the first call that reaches math-verify imports sympy's parsers: no per-example clock
@@ -107,6 +107,12 @@ REPLIES = [
     ("The answer is 12 apples and 3 pears", "12", 0.0),
     ("The answer is 2024-05-01", "-1", 0.0),
     ("The answer is 2024-05-01", "2024", 0.0),
+    ("The answer is 5/1/2024", "2024", 0.0),  # a date, not 5 / 1 / 2024
+    ("The answer is 5/1/2024", "5/2024", 0.0),  # read as arithmetic it would equal 5/2024
+    ("The answer is 5/1", "5", 1.0),  # one division is arithmetic: 5 / 1
+    # a later, more specific marker wins over a sub-answer's "answer is"
+    ("The answer is 5 for the first part.\nThe answer to the original question is 12.", "12", 1.0),
+    ("The answer is 5 for the first part.\nThe answer to the original question is 12.", "5", 0.0),
     ("The answer is 5-6 hours", "6", 0.0),
     ("The answer is 7 9", "9", 0.0),
     ("The answer is x = 12 and y = 13", "13", 0.0),

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rlrefine.cli import main as cli
+from rlrefine.commands.cli import main as cli
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = "--train_limit 16 --eval_limit 8 --eval_solvers hops=1 --pass_k 2 --per_device_train_batch_size 8"
@@ -122,7 +122,7 @@ def test_world_solvers_refuse_data_without_a_world_at_start(tmp_path, capsys):
 
 
 def test_failed_cells_carry_their_count_and_first_error(test_rows, tmp_path):
-    from rlrefine.evaluate import evaluate
+    from rlrefine.evaluation.evaluate import evaluate
 
     rows = [dict(r) for r in test_rows[:10]]
     for row in rows[3:6]:
@@ -134,12 +134,12 @@ def test_failed_cells_carry_their_count_and_first_error(test_rows, tmp_path):
 
 
 def test_resume_with_other_settings_is_refused_naming_them(tmp_path, capsys):
-    from rlrefine.config import parse
     from rlrefine.train import prepare_run_dir, same_run
+    from rlrefine.training.settings import parse_pipeline
 
     run = tmp_path / "run"
     argv = ["--data", "world:small", "--run_dir", str(run), "--learning_rate", "0.001"]
-    prepare_run_dir(argv, *parse(argv))
+    prepare_run_dir(argv, *parse_pipeline(argv))
     (run / "rl.work").mkdir()  # the run began
     config = (run / "config.yaml").read_text()
     changed = [*argv[:-1], "0.002", "--loss_type", "grpo", "--resume"]
@@ -151,24 +151,24 @@ def test_resume_with_other_settings_is_refused_naming_them(tmp_path, capsys):
     )
     assert (run / "config.yaml").read_text() == config  # untouched: it still describes what was trained
     again = ["--config", str(run / "config.yaml"), "--resume"]
-    same_run(again, *parse(again))  # the same settings: no complaint
-    assert prepare_run_dir(again, *parse(again)) == run and (run / "config.yaml").read_text() == config
+    same_run(again, *parse_pipeline(again))  # the same settings: no complaint
+    assert prepare_run_dir(again, *parse_pipeline(again)) == run and (run / "config.yaml").read_text() == config
 
 
 def test_a_folder_holding_only_its_config_is_not_a_run(tmp_path):
-    from rlrefine.config import parse
     from rlrefine.train import prepare_run_dir
+    from rlrefine.training.settings import parse_pipeline
 
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.yaml").write_text(yaml.safe_dump({"learning_rate": 0.5}))  # left by a run that failed at once
     argv = ["--run_dir", str(run)]
-    assert prepare_run_dir(argv, *parse(argv)) == run
+    assert prepare_run_dir(argv, *parse_pipeline(argv)) == run
     assert yaml.safe_load((run / "config.yaml").read_text())["learning_rate"] == 1e-4
 
 
 def test_quick_config_checkpoints_before_it_ends():
-    from rlrefine.config import parse
+    from rlrefine.training.settings import parse_pipeline
 
-    _, trl, _ = parse(["--config", str(ROOT / "configs" / "quick.yaml")])
+    _, trl, _ = parse_pipeline(["--config", str(ROOT / "configs" / "quick.yaml")])
     assert trl.save_steps < trl.max_steps  # a killed quick run resumes RL instead of restarting it

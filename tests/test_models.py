@@ -1,7 +1,7 @@
 import torch
 
-from rlrefine.format import decomposer_messages
-from rlrefine.models import build_model, build_tokenizer, generate, load
+from rlrefine.core.format import decomposer_messages
+from rlrefine.engines.models import build_model, build_tokenizer, generate, load
 
 
 def test_tokenizer_round_trip_and_chat_template(tiny_model_dir, test_rows):

@@ -10,9 +10,9 @@ from helpers import ROOT
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rlrefine import registry
-from rlrefine.cli import main
-from rlrefine.protocols import UsageError
+from rlrefine.commands.cli import main
+from rlrefine.core import registry
+from rlrefine.core.protocols import UsageError
 
 PLUGINS = ROOT / "tests" / "plugins"
 SPECS = ["hops=1", "hops=2,noise=0.1", "s1=memory=1", "noise=.1", "neural", "teacher:merge=0.3", "oracle", "1"]
@@ -31,7 +31,7 @@ def test_a_spec_means_the_same_wherever_it_is_run(tmp_path_factory, spec, kind):
         for where in (empty, crowded):
             os.chdir(where)
             try:
-                outcomes.append(registry.parse(kind, spec))
+                outcomes.append(registry.parse_spec(kind, spec))
             except UsageError:  # refused either way (the message may point at the folder: a hint, not a meaning)
                 outcomes.append("refused")
         assert outcomes[0] == outcomes[1]
@@ -45,10 +45,10 @@ def test_a_folder_named_without_a_path_is_refused_showing_the_new_form(tmp_path,
     with pytest.raises(
         UsageError, match=r"^decomposer 'student' is a folder: name it as one, ./student or model:student$"
     ):
-        registry.parse("decomposer", "student")
-    assert registry.parse("decomposer", "./student") == ("model", {"": "./student"})
-    assert registry.parse("decomposer", "sft=runs/x/sft") == ("model", {"label": "sft", "": "runs/x/sft"})
-    assert registry.parse("solver", "hops=1") == ("symbolic", {"hops": 1})
+        registry.parse_spec("decomposer", "student")
+    assert registry.parse_spec("decomposer", "./student") == ("model", {"": "./student"})
+    assert registry.parse_spec("decomposer", "sft=runs/x/sft") == ("model", {"label": "sft", "": "runs/x/sft"})
+    assert registry.parse_spec("solver", "hops=1") == ("symbolic", {"hops": 1})
 
 
 def test_input_problems_are_one_line_and_bugs_keep_their_traceback(monkeypatch, capsys):
@@ -58,7 +58,7 @@ def test_input_problems_are_one_line_and_bugs_keep_their_traceback(monkeypatch, 
     def broken(argv):
         raise ValueError("a bug, not the user's input")
 
-    monkeypatch.setattr("rlrefine.evaluate.main", broken)
+    monkeypatch.setattr("rlrefine.evaluation.evaluate.main", broken)
     with pytest.raises(ValueError, match="a bug"):  # not swallowed into exit code 2
         main(["eval"])
 
@@ -67,10 +67,10 @@ def test_every_column_reaches_a_plugin_solver_in_rl_as_in_eval(world_jsonl, tmp_
     """The rows a reward's solver sees are the dataset's rows, all columns (a user's own too), as TRL hands them."""
     from rlrefine.rewards.solver import SolverCorrectness
 
-    from rlrefine.config import PipelineArgs
+    from rlrefine.core.format import render
     from rlrefine.data import load_split
-    from rlrefine.format import render
-    from rlrefine.rl import train_dataset
+    from rlrefine.training.rl import train_dataset
+    from rlrefine.training.settings import PipelineArgs
 
     lines = (world_jsonl / "train.jsonl").read_text().splitlines()[:6]
     rows = [{**json.loads(line), "difficulty": i} for i, line in enumerate(lines)]  # a column of the user's own
@@ -125,9 +125,9 @@ def test_a_dataset_in_one_file_loads_through_the_schema():
 def test_an_algorithm_in_one_file_gets_its_config_and_defaults():
     from trl import GRPOConfig
 
-    from rlrefine.config import parse
+    from rlrefine.training.settings import parse_pipeline
 
     algorithm = f"{PLUGINS / 'my_algorithm.py'}:GRPO_SHORT"
-    args, trl_args, _ = parse(["--algorithm", algorithm, "--run_dir", "unused"])
+    args, trl_args, _ = parse_pipeline(["--algorithm", algorithm, "--run_dir", "unused"])
     assert type(trl_args) is GRPOConfig and (trl_args.max_completion_length, trl_args.num_generations) == (24, 4)
     assert trl_args.learning_rate == 1e-4  # the shared RL defaults still apply

@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlrefine.ppo import PPOConfig, PPOTrainer, gae, whiten
+from rlrefine.training.ppo import (
+    PPOConfig,
+    PPOTrainer,
+    clipped_value_loss,
+    gae,
+    sequence_rewards,
+    token_rewards,
+    whiten,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,14 +36,47 @@ def test_gae_and_returns_by_hand():
     assert torch.allclose(returns, torch.tensor([[0.59328, 0.774, 1.0], [1.512, 2.0, 0.0]]))
     white = whiten(advantages, mask)
     assert white[mask.bool()].mean().item() == pytest.approx(0.0, abs=1e-6) and white[1, 2] == 0.0
+    assert white[mask.bool()].std().item() == pytest.approx(1.0, abs=1e-5)  # divided by the std, not only centred
+
+
+def test_token_rewards_put_the_sequence_reward_on_the_last_real_token_and_charge_the_kl():
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])
+    kl = torch.tensor([[0.5, -0.5, 1.0, 9.0], [2.0, 0.0, 9.0, 9.0]])  # policy minus reference log-probabilities
+    rewards = token_rewards(torch.tensor([1.0, float("nan")]), mask, kl, kl_coef=0.1)
+    # row 0: -0.1 * kl on real tokens, +1 at token 2 (not at the padding after it); row 1: unscored, only the KL
+    expected = torch.tensor([[-0.05, 0.05, 1.0 - 0.1, 0.0], [-0.2, 0.0, 0.0, 0.0]])
+    assert torch.allclose(rewards, expected)
+
+
+@pytest.mark.parametrize(
+    "value, expected_loss, expected_clipped",
+    [  # rollout value 0, return 3, clip 0.5: the loss is half the larger squared error, new value or clipped one
+        (2.0, 0.5 * (0.5 - 3.0) ** 2, 1.0),  # past the clip: the clipped value (0.5) is further from the return
+        (5.0, 0.5 * (0.5 - 3.0) ** 2, 1.0),  # past the return too: still the clipped one (6.25 > 4)
+        (-1.0, 0.5 * (-1.0 - 3.0) ** 2, 1.0),  # moved away: the new value's error (16 > 12.25)
+        (0.25, 0.5 * (0.25 - 3.0) ** 2, 0.0),  # within the clip: both the same
+    ],
+)
+def test_value_loss_takes_the_larger_error_where_the_clip_binds(value, expected_loss, expected_clipped):
+    old, returns, mask = torch.tensor([[0.0]]), torch.tensor([[3.0]]), torch.tensor([[1.0]])
+    loss, clipped = clipped_value_loss(torch.tensor([[value]]), old, returns, mask, clip=0.5)
+    assert loss.item() == pytest.approx(expected_loss) and clipped.item() == expected_clipped
+
+
+def test_each_process_scores_its_own_completions_with_the_reward_weights():
+    per_func = torch.tensor([[1.0, 0.0], [0.0, 1.0], [float("nan"), 1.0], [float("nan"), float("nan")]])
+    weights = torch.tensor([2.0, 0.5])
+    assert sequence_rewards(per_func, weights, 0, 2).tolist() == [2.0, 0.5]
+    assert sequence_rewards(per_func, weights, 1, 2)[0].item() == 0.5  # the skipped reward adds nothing
+    assert torch.isnan(sequence_rewards(per_func, weights, 1, 2)[1])  # every reward skipped it: no signal
 
 
 def _trainer(decomposer: Path, out: Path, **settings) -> PPOTrainer:
     from transformers import AutoModelForCausalLM
 
-    from rlrefine.config import PipelineArgs, defaults_for
-    from rlrefine.models import load_tokenizer
-    from rlrefine.rl import build_rewards, train_dataset
+    from rlrefine.engines.models import load_tokenizer
+    from rlrefine.training.rl import build_rewards, train_dataset
+    from rlrefine.training.settings import PipelineArgs, defaults_for
 
     tokenizer = load_tokenizer(decomposer)
     funcs, weights = build_rewards([{"name": "solver"}, {"name": "token_cost", "per_token": 0.01}], "hops=1", tokenizer)

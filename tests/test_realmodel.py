@@ -12,12 +12,19 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from rlrefine.atomic import read_jsonl
+from rlrefine.core.atomic import read_jsonl
+from rlrefine.core.format import (
+    DECOMPOSER_INSTRUCTION,
+    DEMONSTRATION,
+    SOLVER_INSTRUCTION,
+    parse,
+    render,
+    solver_messages,
+)
 from rlrefine.decomposers import make_decomposer
-from rlrefine.format import DECOMPOSER_INSTRUCTION, DEMONSTRATION, SOLVER_INSTRUCTION, parse, render, solver_messages
-from rlrefine.models import load_tokenizer
+from rlrefine.engines.models import load_tokenizer
 from rlrefine.solvers import make_solver
-from rlrefine.teach import rejected_path, teach
+from rlrefine.training.teach import rejected_path, teach
 
 ROOT = Path(__file__).resolve().parents[1]
 GSM8K = ROOT.parent / "shared" / "data" / "gsm8k" / "test.jsonl"
@@ -100,7 +107,7 @@ def test_solver_prompt_and_reply_through_transformers_serve(served_smollm2, smol
 def test_lora_sft_from_the_real_model(smollm2_dir, tmp_path):
     """Two LoRA steps from SmolLM2 on oracle decompositions with the paper's prompt: trained through its chat
     template, merged, published as a plain folder that loads and keeps the template."""
-    from rlrefine.cli import main
+    from rlrefine.commands.cli import main
 
     out = tmp_path / "student"
     argv = ["sft", "--variant", "oracle", "--data", "world:small", "--train_limit", "8", "--instruction", "null"]

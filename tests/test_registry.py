@@ -6,8 +6,8 @@ import sys
 import pytest
 from helpers import ROOT
 
-from rlrefine.cli import main
-from rlrefine.registry import BUILTIN, build, parse
+from rlrefine.commands.cli import main
+from rlrefine.core.registry import BUILTIN, build, parse_spec
 
 SOLVER_FILE = str(ROOT / "experiments" / "plugins" / "calculator_solver.py")  # absolute: pytest runs from anywhere
 DECOMPOSER_FILE = str(ROOT / "experiments" / "plugins" / "dedup_decomposer.py")
@@ -33,18 +33,18 @@ DECOMPOSER_FILE = str(ROOT / "experiments" / "plugins" / "dedup_decomposer.py")
     ],
 )
 def test_one_spec_grammar_for_every_kind(kind, spec, expected):
-    assert parse(kind, spec) == expected
+    assert parse_spec(kind, spec) == expected
 
 
 def test_a_folder_is_a_trained_model_and_a_label_names_it(tiny_decomposer):
-    assert parse("decomposer", str(tiny_decomposer)) == ("model", {"": str(tiny_decomposer)})
+    assert parse_spec("decomposer", str(tiny_decomposer)) == ("model", {"": str(tiny_decomposer)})
     student = build("decomposer", f"sft={tiny_decomposer}")
     assert (student.name, student.price_key, student.instruction) == ("sft", "student", "")
 
 
 def test_builtins_are_imported_only_when_used():
     code = (
-        "import sys; from rlrefine.registry import build; build('solver', 'hops=1'); "
+        "import sys; from rlrefine.core.registry import build; build('solver', 'hops=1'); "
         "print(sorted(m for m in sys.modules if m.startswith('rlrefine')))"
     )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -67,8 +67,8 @@ def test_builtins_are_imported_only_when_used():
         ("solver", f"{SOLVER_FILE}:Calculator", f"{SOLVER_FILE} has no 'Calculator'; it defines: SolveResult, Story"),
         (
             "solver",
-            {"name": "rlrefine.format:parse", "text": "Q1: a ?"},
-            "solver 'rlrefine.format:parse' gave Decomposition, not an object with .solve(rows, subquestions)",
+            {"name": "rlrefine.core.format:parse", "text": "Q1: a ?"},
+            "solver 'rlrefine.core.format:parse' gave Decomposition, not an object with .solve(rows, subquestions)",
         ),
         ("decomposer", "{name: oracle", "decomposer spec is not a valid YAML/JSON mapping"),
         ("decomposer", {"cap": 2}, "decomposer spec {'cap': 2} needs a 'name'; valid names: hf, model, none"),
@@ -115,7 +115,7 @@ def test_entry_points_for_every_kind(tmp_path, monkeypatch, test_rows):
     package = tmp_path / "site"
     (package / "mypkg").mkdir(parents=True)
     (package / "mypkg" / "__init__.py").write_text(
-        "from rlrefine.protocols import Decomposed, SolveResult\n"
+        "from rlrefine.core.protocols import Decomposed, SolveResult\n"
         "class Echo:\n"
         "    name, price_key = 'echo', 'solver'\n"
         "    def solve(self, rows, subquestions):\n"

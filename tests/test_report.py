@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rlrefine.cli import main as cli
-from rlrefine.evaluate import SCHEMA
+from rlrefine.commands.cli import main as cli
+from rlrefine.evaluation.evaluate import SCHEMA
 
 
 def _cell(decomposer, solver, accuracy, n=100, errors=0, cost=0.05):
@@ -86,7 +86,7 @@ def test_report_needs_finished_runs(tmp_path, capsys):
 
 
 def test_groups_are_labelled_by_what_sets_them_apart(tmp_path):
-    from rlrefine.report import group
+    from rlrefine.evaluation.report import group
 
     base = {"algorithm": "grpo", "train_solver": "hops=1"}
     a = _run(tmp_path, "a", {**base, "learning_rate": 1e-4, "seed": 0}, _grpo(0, 0.9, 0.7))
@@ -96,7 +96,7 @@ def test_groups_are_labelled_by_what_sets_them_apart(tmp_path):
 
 def test_one_setting_that_tells_groups_apart_is_the_label(tmp_path):
     """A cap ablation changes the teacher and the reward list together: the label names the shorter one only."""
-    from rlrefine.report import group
+    from rlrefine.evaluation.report import group
 
     runs = []
     for cap in (None, 2):
@@ -110,7 +110,7 @@ def test_a_train_x_eval_matrix_is_labelled_by_the_fewest_settings(tmp_path):
     """solver_transfer.py's runs: the training solver differs, and one run trains on a reward list of its own. Each
     group is named by what sets it apart (reward lists by their names), and a training solver given as ``memory=1``
     is found among the evaluated solvers under its full name."""
-    from rlrefine.report import group, holds_up
+    from rlrefine.evaluation.report import group, holds_up
 
     single = [{"name": "solver", "subquestion_cost": 0.05}, {"name": "format", "weight": 0.1}]
     multi = [{"name": "multi_solver", "solvers": ["hops=1", "hops=1,memory=1"]}, {"name": "format", "weight": 0.1}]

@@ -7,12 +7,12 @@ from collections import defaultdict
 import pytest
 from helpers import ROOT
 
-from rlrefine.cli import main
+from rlrefine.commands.cli import main
+from rlrefine.core.format import parse
+from rlrefine.core.grading import grade
+from rlrefine.core.protocols import SolveResult
 from rlrefine.decomposers import make_decomposer
-from rlrefine.evaluate import evaluate, report
-from rlrefine.format import parse
-from rlrefine.grading import grade
-from rlrefine.protocols import SolveResult
+from rlrefine.evaluation.evaluate import evaluate, results_markdown
 from rlrefine.solvers.symbolic import SymbolicSolver
 
 PRICES = {"teacher": (2.0, 3.0), "solver": (5.0, 7.0), "student": (11.0, 13.0)}  # USD per 1M tokens (in, out)
@@ -147,4 +147,4 @@ def test_results_md_matches_the_golden_file():
             "sft": {"k": 8, "solver": "hops=1", "pass_at_k": 0.75, "sampled_accuracy": 0.4, "mean_subquestions": 1.6}
         },
     }
-    assert report(results) == (ROOT / "tests" / "data" / "results.md").read_text()
+    assert results_markdown(results) == (ROOT / "tests" / "data" / "results.md").read_text()

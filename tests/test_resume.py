@@ -27,7 +27,7 @@ def _facts(run, stage: str = "rl") -> dict:
 def test_the_newest_complete_checkpoint_is_resumed_from(tmp_path):
     """By step number (checkpoint-10 is newer than checkpoint-9), and only one whose trainer state is whole (a kill
     mid-save leaves it torn or missing)."""
-    from rlrefine.trainers import last_checkpoint
+    from rlrefine.training.trainers import last_checkpoint
 
     assert last_checkpoint(tmp_path / "absent") is None and last_checkpoint(tmp_path) is None
     for step, state in [(2, "{}"), (9, "{}"), (10, '{"global_step": 10}'), (12, '{"global_step": 1'), (14, None)]:

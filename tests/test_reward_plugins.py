@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from rlrefine.registry import BUILTIN, build
-from rlrefine.rl import AsyncWatched, Watched, build_rewards
+from rlrefine.core.registry import BUILTIN, build
 from rlrefine.train import main
+from rlrefine.training.rl import AsyncWatched, Watched, build_rewards
 
 TINY = "--data world:small --train_limit 16 --eval_limit 8 --eval_solvers hops=1 --pass_k 2 --logging_steps 1"
 TINY += " --per_device_train_batch_size 8 --num_generations 4 --max_completion_length 24 --save_steps 1"
@@ -18,7 +18,7 @@ PLUGIN = '''
 import asyncio
 import os
 
-from rlrefine.format import completion_text
+from rlrefine.core.format import completion_text
 
 
 async def slow_length(prompts, completions, target: int = 2, **kwargs):

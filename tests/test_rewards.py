@@ -3,7 +3,7 @@
 import pytest
 from helpers import ROOT
 
-from rlrefine.registry import build
+from rlrefine.core.registry import build
 
 
 class Tok:  # what the rewards read from the policy's tokenizer

@@ -5,12 +5,12 @@ import json
 
 import pytest
 
-from rlrefine.evaluate import pass_at_k
-from rlrefine.format import decomposer_messages, parse, render
-from rlrefine.grading import grade
-from rlrefine.protocols import Completion
-from rlrefine.rft import collect
+from rlrefine.core.format import decomposer_messages, parse, render
+from rlrefine.core.grading import grade
+from rlrefine.core.protocols import Completion
+from rlrefine.evaluation.evaluate import pass_at_k
 from rlrefine.solvers.symbolic import SymbolicSolver
+from rlrefine.training.rft import collect
 
 
 class Scripted:

@@ -10,9 +10,9 @@ import pytest
 from helpers import changed_tensors
 from trl import SFTConfig, SFTTrainer
 
-from rlrefine.cli import main
-from rlrefine.distill import decomposer_dataset
-from rlrefine.models import load_tokenizer
+from rlrefine.commands.cli import main
+from rlrefine.engines.models import load_tokenizer
+from rlrefine.training.distill import decomposer_dataset
 
 FAST = [
     "--max_steps",
@@ -111,7 +111,7 @@ def test_a_tiny_time_budget_stops_sft_after_one_step_and_still_publishes(tiny_mo
 
 
 def test_publish_survives_what_a_kill_mid_swap_leaves(trained, tmp_path):
-    from rlrefine.trainers import publish
+    from rlrefine.training.trainers import publish
 
     out = tmp_path / "model"
     publish(trained, out, "first")
@@ -123,7 +123,7 @@ def test_publish_survives_what_a_kill_mid_swap_leaves(trained, tmp_path):
 
 def test_model_eval_cache_keys_on_weights_prompt_and_length(trained, tmp_path):
     from rlrefine.decomposers import make_decomposer
-    from rlrefine.evaluate import cache_name
+    from rlrefine.evaluation.evaluate import cache_name
 
     def student(path, **settings):
         return make_decomposer({"name": "model", "path": str(path), **settings})
@@ -177,7 +177,7 @@ def test_neural_solver_training_and_use(tiny_model_dir, tmp_path):
     assert {c["solver"] for c in report["cells"]} == {f"model:{out}"}
     assert [c["decomposer"] for c in report["cells"]] == ["oracle", "teacher", "none"] and report["n"] == 20
     from rlrefine.data import load_split
-    from rlrefine.evaluate import evaluate
+    from rlrefine.evaluation.evaluate import evaluate
 
     rows = list(load_split("world:small", "validation", 20))  # the card's numbers are this model's, on those rows
     again = evaluate(rows, ["oracle", "teacher", "none"], [f"model:{out}"], progress=False)["cells"]
@@ -192,7 +192,7 @@ def test_killed_training_resumes(tiny_model_dir, tmp_path, kill_at_checkpoint):
     cmd = [
         sys.executable,
         "-m",
-        "rlrefine.cli",
+        "rlrefine.commands.cli",
         "sft",
         "--variant",
         "oracle",

@@ -98,10 +98,10 @@ def test_solve_unique_dedups_and_absorbs_failures(test_rows):
 @pytest.mark.parametrize("spec", ["hops=1", "hops=2", "noise=0.3", "memory=1"])
 def test_written_work_reproduces_the_answers(test_rows, spec):
     """The program a symbolic solver writes, run by the calculator, gives exactly its answers."""
+    from rlrefine.core.format import parse
+    from rlrefine.data.world import stated_quantities
     from rlrefine.decomposers import make_decomposer
-    from rlrefine.format import parse
     from rlrefine.solvers.program import run
-    from rlrefine.world import stated_quantities
 
     subs = [parse(d.text).subquestions for d in make_decomposer("teacher").decompose(test_rows)]
     for res, sq, row in zip(make_solver(spec).solve(test_rows, subs), subs, test_rows):
@@ -135,8 +135,8 @@ class _Tally:
 
 
 def test_rewards_naming_one_solver_share_one_inner_call_per_batch(reward_batch):
-    from rlrefine.rl import build_rewards
     from rlrefine.solvers import shared_solver
+    from rlrefine.training.rl import build_rewards
 
     completions, ids, columns = reward_batch
     funcs, _ = build_rewards([{"name": "solver"}, {"name": "partial"}, {"name": "solver", "label": "again"}], "hops=1")

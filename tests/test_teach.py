@@ -13,11 +13,11 @@ import pytest
 from datasets import load_dataset
 from helpers import HOLD_TEACHER
 
-from rlrefine.atomic import read_jsonl
-from rlrefine.cli import main
+from rlrefine.commands.cli import main
+from rlrefine.core.atomic import read_jsonl
+from rlrefine.core.format import DECOMPOSER_INSTRUCTION, MAX_SUBQUESTIONS
 from rlrefine.decomposers import Decomposed, make_decomposer
-from rlrefine.format import DECOMPOSER_INSTRUCTION, MAX_SUBQUESTIONS
-from rlrefine.teach import rejected_path, teach
+from rlrefine.training.teach import rejected_path, teach
 
 
 def test_sd_r_keeps_only_solver_correct_rows_and_is_sft_data(test_rows, tmp_path):
@@ -143,7 +143,7 @@ def test_resumes_after_a_kill_without_redoing_rows(tiny_model_dir, tmp_path):
     out = tmp_path / "killed.jsonl"
     inner = {"backend": "hf", "model": str(tiny_model_dir), "max_tokens": 32, "device": "cpu"}
     teacher = json.dumps({"name": HOLD_TEACHER, "inner": inner})
-    command = [sys.executable, "-m", "rlrefine.cli", "teach", "--data", "world:small", "--split", "train"]
+    command = [sys.executable, "-m", "rlrefine.commands.cli", "teach", "--data", "world:small", "--split", "train"]
     command += ["--limit", "120", "--teacher", teacher, "--solver", "hops=1", "--batch_size", "2", "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     held = {**env, "RLREFINE_TEST_HOLD_AFTER": "10"}  # the first run stops answering after 10 problems: never done
@@ -174,7 +174,7 @@ def test_resumes_after_a_kill_without_redoing_rows(tiny_model_dir, tmp_path):
 
 def test_append_after_a_torn_line_keeps_the_new_rows(tmp_path):
     """A kill mid-write leaves half a line; the next append must not glue its first row onto it."""
-    from rlrefine.atomic import append_jsonl, read_jsonl
+    from rlrefine.core.atomic import append_jsonl, read_jsonl
 
     path = tmp_path / "cache.jsonl"
     append_jsonl(path, [{"id": 1}])
@@ -191,7 +191,7 @@ def test_append_after_a_torn_line_keeps_the_new_rows(tmp_path):
 
 def test_atomic_writes_get_the_usual_file_mode(tmp_path):
     """Results are written through a private temp file; the published file must not stay private (0600)."""
-    from rlrefine.atomic import write_json
+    from rlrefine.core.atomic import write_json
 
     write_json(tmp_path / "results.json", {"accuracy": 1.0})
     (tmp_path / "plain.json").write_text("{}")  # what any other program would create here

@@ -2,9 +2,9 @@ import json
 
 import pytest
 
+from rlrefine.core.format import parse
 from rlrefine.decomposers import make_decomposer
 from rlrefine.decomposers.teacher import FlawedTeacher
-from rlrefine.format import parse
 
 CLEAN = dict(merge=0.0, misorder=0.0, redundant=0.0, irrelevant=0.0)
 

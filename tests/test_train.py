@@ -8,8 +8,8 @@ import sys
 import pytest
 from helpers import ROOT, changed_tensors, free_port
 
-from rlrefine.cli import main as cli
-from rlrefine.train import main, parse
+from rlrefine.commands.cli import main as cli
+from rlrefine.train import main, parse_pipeline
 
 TINY_EVAL = ["--data", "world:small", "--eval_limit", "10", "--eval_solvers", "hops=1", "--pass_k", "2"]
 TINY_GEN = ["--per_device_train_batch_size", "8", "--num_generations", "4", "--max_completion_length", "24"]
@@ -111,9 +111,9 @@ def test_rft_under_a_tiny_budget_runs_one_short_round_and_publishes(tiny_decompo
 
 
 def test_killed_rft_resumes_after_its_last_finished_round(tiny_decomposer, tmp_path, monkeypatch):
-    import rlrefine.rft
+    import rlrefine.training.rft
 
-    run, real, calls = tmp_path / "rft", rlrefine.rft.collect, []
+    run, real, calls = tmp_path / "rft", rlrefine.training.rft.collect, []
 
     def collect(*args, **kwargs):
         calls.append(args[0])
@@ -121,7 +121,7 @@ def test_killed_rft_resumes_after_its_last_finished_round(tiny_decomposer, tmp_p
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(rlrefine.rft, "collect", collect)
+    monkeypatch.setattr(rlrefine.training.rft, "collect", collect)
     argv = ["--algorithm", "rft", "--decomposer", str(tiny_decomposer), "--run_dir", str(run), "--rft_rounds", "2"]
     argv += ["--rft_problems", "16", "--rft_samples", "4", "--max_steps", "2", "--rewards", '[{"name": "solver"}]']
     with pytest.raises(KeyboardInterrupt):
@@ -138,9 +138,9 @@ def test_killed_rft_resumes_after_its_last_finished_round(tiny_decomposer, tmp_p
 
 
 def test_rl_prompts_hold_the_training_domain_only(world):
-    from rlrefine.config import PipelineArgs
-    from rlrefine.format import decomposer_messages
-    from rlrefine.rl import train_dataset
+    from rlrefine.core.format import decomposer_messages
+    from rlrefine.training.rl import train_dataset
+    from rlrefine.training.settings import PipelineArgs
 
     prompts = train_dataset(PipelineArgs(data="world:small", train_domain="money"))
     money = [r for r in world["train"] if r["domain"] == "money"]
@@ -154,20 +154,22 @@ def test_config_errors(tmp_path):
         ValueError,
         match=r"unknown algorithm 'ppx'; did you mean 'ppo'\? valid: grpo, ppo, rft, rloo",
     ):
-        parse(["--algorithm", "ppx"])
+        parse_pipeline(["--algorithm", "ppx"])
     bad = tmp_path / "bad.yaml"
     bad.write_text("algorithm: grpo\nlearning_rat: 0.1\n")
     with pytest.raises(ValueError, match="unknown config key\\(s\\): learning_rat"):
-        parse(["--config", str(bad)])
+        parse_pipeline(["--config", str(bad)])
     with pytest.raises(ValueError, match="--rewards: not valid YAML/JSON"):
-        parse(["--rewards", "[{name: solver"])
-    inline = parse(["--rewards", '[{name: solver}, {"name": "format"}]', "--sft", "{max_steps: 5}"])[0]
+        parse_pipeline(["--rewards", "[{name: solver"])
+    inline = parse_pipeline(["--rewards", '[{name: solver}, {"name": "format"}]', "--sft", "{max_steps: 5}"])[0]
     assert inline.rewards == [{"name": "solver"}, {"name": "format"}] and inline.sft == {"max_steps": 5}
     with pytest.raises(ValueError, match="^unknown flag.s. or stray value.s.: --max_step; see rlrefine train --help$"):
-        parse(["--max_step", "3"])  # flags are spelled in full: no silent prefix match of --max_steps
-    assert parse(["--instruction", "null"])[0].instruction is None  # a flag reads like YAML: the paper's prompt
-    assert parse(["--instruction", ""])[0].instruction == ""
-    pipeline, trl, _ = parse(["--config", str(ROOT / "configs" / "quick.yaml"), "--loss_type", "dr_grpo"])
+        parse_pipeline(["--max_step", "3"])  # flags are spelled in full: no silent prefix match of --max_steps
+    assert (
+        parse_pipeline(["--instruction", "null"])[0].instruction is None
+    )  # a flag reads like YAML: the paper's prompt
+    assert parse_pipeline(["--instruction", ""])[0].instruction == ""
+    pipeline, trl, _ = parse_pipeline(["--config", str(ROOT / "configs" / "quick.yaml"), "--loss_type", "dr_grpo"])
     assert trl.loss_type == "dr_grpo" and trl.max_steps == 20 and pipeline.sft == {"max_steps": 120}
     with pytest.raises(ValueError, match="unknown reward 'nope'"):
         main(
@@ -239,8 +241,8 @@ def test_a_quick_run_repeats_from_its_config_yaml_and_reports(tmp_path):
     assert acc["oracle", "hops=1"] >= 0.98 and ("rl-grpo", "hops=1") in acc
     assert set(results["pass_at_k"]) == {"sft", "rl-grpo"}
     # the run's config.yaml repeats it: same pipeline, TRL and model settings (overwrite/resume are left out)
-    saved = parse(["--config", str(tmp_path / "quick" / "config.yaml")])
-    given = parse(["--config", quick, "--run_dir", run, *smaller])
+    saved = parse_pipeline(["--config", str(tmp_path / "quick" / "config.yaml")])
+    given = parse_pipeline(["--config", quick, "--run_dir", run, *smaller])
     assert saved[0] == given[0] and saved[2] == given[2] and saved[1].to_dict() == given[1].to_dict()
     assert (saved[1].per_device_train_batch_size, saved[0].sft) == (16, {"max_steps": 8})  # the file's, and the flags'
     # the cross-run report reads finished runs (here the same run twice: one group of two "seeds")

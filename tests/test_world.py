@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from rlrefine.world import DOMAINS, WorldConfig, generate, world_config
+from rlrefine.data.world import DOMAINS, WorldConfig, generate, world_config
 
 
 def _tree_equal(a, b) -> bool:
@@ -88,7 +88,7 @@ def test_bad_config(kwargs, message):
 def test_deep_presets_are_solvable_with_their_oracle():
     """Depth 5-6 needs more sub-questions than the paper's cap of three: named by the parser, not cut."""
     from rlrefine.data import load_split
-    from rlrefine.evaluate import evaluate
+    from rlrefine.evaluation.evaluate import evaluate
 
     rows = list(load_split("world:deep", "test", 40))
     cell = evaluate(rows, ["oracle"], ["hops=1"], progress=False)["cells"][0]

@@ -10,7 +10,7 @@ per problem, in order. A class (or any function) named in a spec is called with 
 
 import re
 
-from rlrefine.protocols import SolveResult
+from rlrefine.core.protocols import SolveResult
 
 GIVEN = re.compile(r"^(?:The )?(\w+) (?:has|earned) (\d+) \w+$")
 RELATION = re.compile(r"^(?:Compared to|Beside the) (\w+) , (?:the )?(\w+) (?:has|earned) (.+)$")

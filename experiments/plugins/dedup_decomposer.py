@@ -5,12 +5,12 @@ it repeats, then keeps at most ``cap``. Name it wherever a decomposer is named:
     --decomposers '{name: experiments/plugins/dedup_decomposer.py:Deduplicated, inner: "hf:Qwen/Qwen2.5-7B-Instruct"}'
 
 A decomposer is an object with ``name``, ``price_key`` and ``decompose(rows) -> list[Decomposed]`` (text in the
-sub-question format, ``rlrefine.format``). ``version``, if given, tells evaluation caches apart when settings change.
+sub-question format, ``rlrefine.core.format``). ``version``, if given, tells evaluation caches apart when settings change.
 """
 
+from rlrefine.core.format import parse, render
+from rlrefine.core.protocols import Decomposed
 from rlrefine.decomposers import make_decomposer
-from rlrefine.format import parse, render
-from rlrefine.protocols import Decomposed
 
 
 class Deduplicated:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 
+from rlrefine.core.format import decomposer_messages, dynamic_messages, prompt_key
+from rlrefine.core.protocols import ChatEngine, Completion, Decomposed, UsageError
 from rlrefine.engines import make_engine
-from rlrefine.format import decomposer_messages, dynamic_messages, prompt_key
-from rlrefine.protocols import ChatEngine, Completion, Decomposed, UsageError
 
 
 class ModelDecomposer:

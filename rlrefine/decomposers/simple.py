@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from rlrefine.format import NO_DECOMPOSITION, numbered, render
-from rlrefine.protocols import Decomposed
+from rlrefine.core.format import NO_DECOMPOSITION, numbered, render
+from rlrefine.core.protocols import Decomposed
 
 
 def words(*texts: str) -> int:

@@ -13,10 +13,10 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 
+from rlrefine.core.format import MAX_SUBQUESTIONS, render
+from rlrefine.core.protocols import Decomposed, UsageError
+from rlrefine.data.world import DOMAINS
 from rlrefine.decomposers.simple import step, words
-from rlrefine.format import MAX_SUBQUESTIONS, render
-from rlrefine.protocols import Decomposed, UsageError
-from rlrefine.world import DOMAINS
 
 
 @dataclass

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import inspect
 
-from rlrefine.protocols import ChatEngine, UsageError
-from rlrefine.registry import call, find
+from rlrefine.core.protocols import ChatEngine, UsageError
+from rlrefine.core.registry import call, find
 
 MAX_TOKENS = {"solver": 512, "decomposer": 256}  # room for worked sub-answers; decompositions are short
 

@@ -1,12 +1,12 @@
 """A local transformers model (folder or hub id) as a chat engine: batched generation with left padding and the KV
-cache (``rlrefine.models.generate``), the model's own chat template, one shared copy per process."""
+cache (``rlrefine.engines.models.generate``), the model's own chat template, one shared copy per process."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rlrefine.models import generate, load, weights_version
-from rlrefine.protocols import Completion
+from rlrefine.core.protocols import Completion
+from rlrefine.engines.models import generate, load, weights_version
 
 
 class HFEngine:

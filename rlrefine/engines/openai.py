@@ -24,8 +24,8 @@ from typing import Any
 
 import httpx
 
-from rlrefine.atomic import write_json
-from rlrefine.protocols import BackendError, Completion, UsageError
+from rlrefine.core.atomic import write_json
+from rlrefine.core.protocols import BackendError, Completion, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class OpenAIEngine:
         self._closer = weakref.finalize(self, self.client.close)
         self._tokenizer = None
         if tokenizer:  # the completions endpoint takes text: render the chat template here
-            from rlrefine.models import load_tokenizer
+            from rlrefine.engines.models import load_tokenizer
 
             self._tokenizer = load_tokenizer(tokenizer)
         settings = {"max_tokens": max_tokens, "temperature": temperature, "tokenizer": tokenizer, **self.extra_body}

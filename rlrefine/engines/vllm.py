@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rlrefine.protocols import BackendError, Completion
+from rlrefine.core.protocols import BackendError, Completion
 
 _VLLM_ENGINES: dict[str, Any] = {}  # one engine per model and settings per process: GPU memory is loaded once
 

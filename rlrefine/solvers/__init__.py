@@ -1,6 +1,6 @@
-"""Solvers behind one protocol (``rlrefine.protocols.Solver``): symbolic, neural, and real models on any engine.
+"""Solvers behind one protocol (``rlrefine.core.protocols.Solver``): symbolic, neural, and real models on any engine.
 
-A solver is named by a spec (``rlrefine.registry``): ``hops=1,noise=0.1`` (symbolic), ``neural``, ``model:FOLDER``,
+A solver is named by a spec (``rlrefine.core.registry``): ``hops=1,noise=0.1`` (symbolic), ``neural``, ``model:FOLDER``,
 ``hf:MODEL``, ``vllm:MODEL``, ``openai:MODEL[@URL]``, a mapping, ``file.py:attr``, ``package.module:attr`` or an
 entry point in the group ``rlrefine.solvers``.
 """
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from rlrefine.protocols import Solver, SolveResult
-from rlrefine.registry import build
+from rlrefine.core.protocols import Solver, SolveResult
+from rlrefine.core.registry import build
 from rlrefine.solvers.base import MemoSolver, shared_solver, solve_and_grade, solve_unique
 
 DEFAULT_SOLVERS = ["hops=1", "hops=2", "noise=0.1", "memory=1", "neural"]

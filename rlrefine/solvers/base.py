@@ -9,9 +9,9 @@ import json
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 
-from rlrefine.grading import grade
-from rlrefine.protocols import Solver, SolveResult
-from rlrefine.registry import build
+from rlrefine.core.grading import grade
+from rlrefine.core.protocols import Solver, SolveResult
+from rlrefine.core.registry import build
 
 
 def solve_unique(solver: Solver, rows: Sequence[Mapping], subquestions: Sequence[Sequence[str]]) -> list[SolveResult]:

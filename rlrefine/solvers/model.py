@@ -1,10 +1,7 @@
 """Solvers that are language models, on any engine (``hf``, ``vllm``, ``openai``): the paper's static prompt, all
-sub-questions at once, one batched engine call.
-
-A real LLM (``hf:``, ``vllm:``, ``openai:`` specs) gets the paper's instruction and is read as free text: sub-answers
-from the ``A<i>:`` lines, the answer after "The answer is:". A tiny world solver (``neural``, ``model:FOLDER``) was
-trained without an instruction to write its work as a program, which a calculator runs over the quantities the story
-states (``solvers.program``).
+sub-questions at once, one batched engine call. A real LLM (``hf:``, ``vllm:``, ``openai:`` specs) gets the paper's
+instruction and is read as free text: sub-answers from the ``A<i>:`` lines, the answer after "The answer is:". (The
+tiny world solvers, read by a calculator instead, are ``solvers.neural``.)
 """
 
 from __future__ import annotations
@@ -12,13 +9,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
+from rlrefine.core.format import prompt_key, solver_messages
+from rlrefine.core.grading import extract_answer
+from rlrefine.core.protocols import ChatEngine, SolveResult
 from rlrefine.engines import make_engine
-from rlrefine.format import prompt_key, solver_messages
-from rlrefine.grading import extract_answer
-from rlrefine.models import ONEHOP_SOLVER
-from rlrefine.protocols import ChatEngine, SolveResult
-from rlrefine.solvers.program import run
-from rlrefine.world import stated_quantities
 
 _SUB = re.compile(r"^\s*A(\d+)\s*:\s*(.*)$")
 
@@ -35,56 +29,35 @@ def text_result(text: str, subquestions: Sequence[str], prompt_tokens: int, comp
 
 
 class ModelSolver:
-    """A chat engine as a solver (static mode: all sub-questions in one prompt)."""
+    """A chat engine as a solver (static mode: all sub-questions in one prompt), its replies read as free text."""
+
+    calculator = False  # whether a calculator reads the reply (solvers.neural), not the text's own answer
+    requires: tuple[str, ...] = ()
 
     def __init__(
-        self,
-        engine: ChatEngine,
-        name: str | None = None,
-        instruction: str | None = None,
-        calculator: bool = False,
-        price_key: str = "solver",
+        self, engine: ChatEngine, name: str | None = None, instruction: str | None = None, price_key: str = "solver"
     ) -> None:
         self.engine, self.name, self.price_key = engine, name or engine.name, price_key
-        self.instruction, self.calculator = instruction, calculator
-        self.requires = ("graph",) if calculator else ()  # the calculator reads a world story's quantities
+        self.instruction = instruction
         # what the eval cache keys on: another model, prompt (its text) or length limit must not hit old cells
         prompt = solver_messages("{context}", "{question}", ["{subquestion}"], instruction)
-        self.version = f"{engine.version}|{calculator}|{prompt_key(prompt)}"
+        self.version = f"{engine.version}|{self.calculator}|{prompt_key(prompt)}"
+
+    def read(self, text: str, subquestions: Sequence[str], row: Mapping, prompt_tokens: int, completion_tokens: int):
+        """One reply as a result: free text, read as every free-text solver's is."""
+        return text_result(text, subquestions, prompt_tokens, completion_tokens)
 
     def solve(self, rows: Sequence[Mapping], subquestions: Sequence[Sequence[str]]) -> list[SolveResult]:
         conversations = [
             solver_messages(row["context"], row["question"], list(sq), self.instruction)
             for row, sq in zip(rows, subquestions)
         ]
-        results = []
-        for out, sq, row in zip(self.engine.chat(conversations), subquestions, rows):
-            if out.error:
-                results.append(SolveResult(answer=None, error=out.error))
-            elif not self.calculator:
-                results.append(text_result(out.text, sq, out.prompt_tokens, out.completion_tokens))
-            else:
-                subs, answer = run(out.text, len(sq), stated_quantities(row["context"]))
-                trace = [{"subquestion": q, "answer": a} for q, a in zip(sq, subs)]
-                results.append(SolveResult(answer, out.text, trace, out.prompt_tokens, out.completion_tokens))
-        return results
-
-
-def from_folder(
-    path: str, max_tokens: int = 96, batch_size: int = 64, dtype: str = "auto", device: str | None = None
-) -> ModelSolver:
-    """``model:FOLDER``: a tiny world solver trained by ``rlrefine sft --role solver`` (program + calculator)."""
-    engine = make_engine(
-        "hf", str(path), "solver", max_tokens=max_tokens, batch_size=batch_size, dtype=dtype, device=device
-    )
-    return ModelSolver(engine, f"model:{path}", instruction="", calculator=True)
-
-
-def neural(max_tokens: int = 96, batch_size: int = 64, dtype: str = "auto", device: str | None = None) -> ModelSolver:
-    """The bundled one-hop world solver."""
-    solver = from_folder(str(ONEHOP_SOLVER), max_tokens, batch_size, dtype, device)
-    solver.name = "neural"
-    return solver
+        return [
+            SolveResult(answer=None, error=out.error)
+            if out.error
+            else self.read(out.text, sq, row, out.prompt_tokens, out.completion_tokens)
+            for out, sq, row in zip(self.engine.chat(conversations), subquestions, rows)
+        ]
 
 
 def on_engine(engine: str | type, model: str, price_key: str = "solver", **options) -> ModelSolver:

@@ -16,7 +16,7 @@ import random
 import re
 from collections.abc import Mapping, Sequence
 
-from rlrefine.protocols import SolveResult, UsageError
+from rlrefine.core.protocols import SolveResult, UsageError
 from rlrefine.solvers.program import UNKNOWN, number_text
 
 _OPS = {"add": lambda v, k: v + k, "sub": lambda v, k: v - k, "mul": lambda v, k: v * k}

@@ -2,7 +2,7 @@
 question's story holds nowhere; named where a solver or decomposer is wanted, it becomes the model solver or
 decomposer that prompts it (``registry.ON_ENGINE``)."""
 
-from rlrefine.protocols import Completion
+from rlrefine.core.protocols import Completion
 
 
 class EchoEngine:

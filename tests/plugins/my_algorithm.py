@@ -2,6 +2,6 @@
 
 from trl import GRPOConfig, GRPOTrainer
 
-from rlrefine.algorithms import Algorithm
+from rlrefine.training.algorithms import Algorithm
 
 GRPO_SHORT = Algorithm(GRPOConfig, GRPOTrainer, {"max_completion_length": 24, "num_generations": 4})

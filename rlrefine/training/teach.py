@@ -26,11 +26,11 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from rlrefine.atomic import append_jsonl, read_jsonl
+from rlrefine.core.atomic import append_jsonl, read_jsonl
+from rlrefine.core.format import decomposer_messages, parse
+from rlrefine.core.protocols import UsageError
 from rlrefine.data import require
 from rlrefine.decomposers import Decomposer, make_decomposer
-from rlrefine.format import decomposer_messages, parse
-from rlrefine.protocols import UsageError
 from rlrefine.solvers import Solver, make_solver, solve_and_grade
 
 
@@ -151,7 +151,7 @@ def teach(
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from rlrefine.config import parse_config
+    from rlrefine.core.settings import parse_config
     from rlrefine.data import load_split
 
     (args,) = parse_config(TeachArgs, argv, prog="rlrefine teach")

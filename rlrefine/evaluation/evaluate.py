@@ -21,15 +21,15 @@ from pathlib import Path
 
 import yaml
 
-from rlrefine.atomic import write_json, write_text
+from rlrefine.core.atomic import write_json, write_text
+from rlrefine.core.format import parse
+from rlrefine.core.protocols import UsageError
+from rlrefine.core.registry import check
 from rlrefine.data import require
 from rlrefine.decomposers import Decomposer, make_decomposer
-from rlrefine.dynamic import VERSION as DYNAMIC_VERSION
-from rlrefine.dynamic import check_modes, require_dynamic, solve_dynamic, supports_dynamic
-from rlrefine.format import parse
-from rlrefine.pipeline import decompose, records, solve_and_grade
-from rlrefine.protocols import UsageError
-from rlrefine.registry import check
+from rlrefine.evaluation.dynamic import VERSION as DYNAMIC_VERSION
+from rlrefine.evaluation.dynamic import check_modes, require_dynamic, solve_dynamic, supports_dynamic
+from rlrefine.evaluation.pipeline import decompose, records, solve_and_grade
 from rlrefine.solvers import DEFAULT_SOLVERS, Solver, make_solver
 
 SCHEMA = 2  # results.json layout: 2 added per-cell first_error and this field (rlrefine report refuses others)
@@ -108,7 +108,7 @@ def dynamic_label(name: str) -> str:
 
 
 def dynamic_cell(rows: Sequence[Mapping], dec: Decomposer, solver: Solver, cell_path: Path | None) -> dict:
-    """A cell evaluated in dynamic mode (``rlrefine.dynamic``), cached as static cells are. Its decompositions depend
+    """A cell evaluated in dynamic mode (``rlrefine.evaluation.dynamic``), cached as static cells are. Its decompositions depend
     on the solver's answers, so there is no per-decomposer cache: a killed evaluation redoes the cell."""
     if cell_path and cell_path.exists():
         return json.loads(cell_path.read_text())
@@ -217,7 +217,7 @@ def evaluate(
     }
     if out:
         write_json(out / "results.json", results)
-        write_text(out / "results.md", report(results))
+        write_text(out / "results.md", results_markdown(results))
     return results
 
 
@@ -263,7 +263,7 @@ def pass_at_k(
     }
 
 
-def report(results: Mapping) -> str:
+def results_markdown(results: Mapping) -> str:
     """Markdown: an accuracy matrix (decomposer rows x solver columns), then per-cell detail."""
     cells = results["cells"]
     decs = list(dict.fromkeys(c["decomposer"] for c in cells))
@@ -346,7 +346,7 @@ def load_prices(path: str | None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from rlrefine.config import parse_config
+    from rlrefine.core.settings import parse_config
     from rlrefine.data import load_split
 
     (args,) = parse_config(EvalArgs, argv, prog="rlrefine eval")
@@ -354,5 +354,5 @@ def main(argv: list[str] | None = None) -> dict:
     results = evaluate(
         rows, args.decomposers, args.solvers, args.out, load_prices(args.prices), args.batch_size, modes=args.modes
     )
-    sys.stdout.write(report(results))
+    sys.stdout.write(results_markdown(results))
     return results

@@ -1,4 +1,4 @@
-"""One stated value, read exactly from an answer: the ``numeric`` metric of ``rlrefine.grading``.
+"""One stated value, read exactly from an answer: the ``numeric`` metric of ``rlrefine.core.grading``.
 
 The first sentence of the answer must state one value. Units, words, currency signs, thousands separators (``1,234``, ``1 234 567``, LaTeX ``1{,}234``), a
 trailing period, Unicode minus, ``$...$``/``\\(...\\)``/boxes, and "x =" or "3 × 4 =" before the value are all

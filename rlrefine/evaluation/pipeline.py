@@ -8,8 +8,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from rlrefine.atomic import append_jsonl, read_jsonl
-from rlrefine.protocols import Decomposed, Decomposer
+from rlrefine.core.atomic import append_jsonl, read_jsonl
+from rlrefine.core.protocols import Decomposed, Decomposer
 from rlrefine.solvers.base import records, solve_and_grade
 
 __all__ = ["decompose", "records", "solve_and_grade"]

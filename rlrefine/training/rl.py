@@ -1,5 +1,5 @@
 """The RL stage: the decomposer is the policy, TRL's GRPO or RLOO trainer does the rest, and the reward plugins
-named in the config (``rlrefine.registry``) score its completions, a frozen solver inside. RFT has its own module.
+named in the config (``rlrefine.core.registry``) score its completions, a frozen solver inside. RFT has its own module.
 
 Every reward is wrapped once (``Watched``): its time counts toward the reward-overhead figure, a NaN or infinite
 reward is counted, warned about and skipped (never silently averaged), a reward that raises names itself and the
@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from rlrefine import registry
-from rlrefine.config import PipelineArgs, UsageError
+from rlrefine.core import registry
+from rlrefine.training.settings import PipelineArgs, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def build_rewards(specs: Sequence, train_solver: str, tokenizer: object = None) 
 
     funcs, weights = [], []
     for spec in specs:
-        name, settings = registry.parse("reward", spec)
+        name, settings = registry.parse_spec("reward", spec)
         weight, label = settings.pop("weight", 1.0), settings.pop("label", None)
         if not isinstance(weight, (int, float)) or isinstance(weight, bool):
             raise UsageError(f"reward {name!r}: weight must be a number, got {weight!r}")
@@ -106,8 +106,8 @@ def train_dataset(args: PipelineArgs):
     the same row here as in evaluation; ``solution`` is the gold answer under the name TRL's own rewards read)."""
     from datasets import Dataset
 
+    from rlrefine.core.format import decomposer_messages
     from rlrefine.data import load_split
-    from rlrefine.format import decomposer_messages
 
     rows = load_split(args.data, "train", args.train_limit, args.train_domain)
     return Dataset.from_list(
@@ -124,16 +124,16 @@ def refine(args: PipelineArgs, trl_args, model_args, start: Path, run: Path) -> 
     from transformers import AutoModelForCausalLM
     from trl import get_peft_config
 
-    from rlrefine.config import algorithm_of
-    from rlrefine.models import load_tokenizer
-    from rlrefine.trainers import TimeBudget, last_checkpoint, publish
+    from rlrefine.engines.models import load_tokenizer
+    from rlrefine.training.settings import algorithm_of
+    from rlrefine.training.trainers import TimeBudget, last_checkpoint, publish
 
     out = run / "rl"
     if (out / "config.json").exists():
         return out
     trainer_class = algorithm_of(args.algorithm).trainer
     if trainer_class is None:
-        from rlrefine.rft import rft
+        from rlrefine.training.rft import rft
 
         return rft(args, trl_args, start, out)
     work = out.with_name("rl.work")

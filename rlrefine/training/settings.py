@@ -1,66 +1,15 @@
-"""Settings: ``--config FILE.yaml`` plus flags into dataclasses (TRL's ``TrlParser``), and the pipeline's own.
-
-Every command parses through ``parse_config``: an unknown key in the file or on the command line is one line naming
-it (``UsageError``, exit code 2), flags are spelled in full (no prefix matching), and ``--key null`` reads as YAML.
-"""
+"""The pipeline's settings (``rlrefine/train.py``): ``PipelineArgs``, our defaults over TRL's per algorithm, what a
+run folder's ``config.yaml`` holds, and the check of every name a run will use before any work starts."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import MISSING, asdict, dataclass, field, fields
-from pathlib import Path
 
 import yaml
 
-from rlrefine.protocols import UsageError
-
-
-def parse_config(dataclass_types, argv: list[str] | None, prog: str, defaults: dict | None = None) -> tuple:
-    """Parse ``--config FILE.yaml`` plus flags into dataclasses (TRL's style); typos name the key."""
-    from trl import TrlParser
-
-    types = dataclass_types if isinstance(dataclass_types, (list, tuple)) else [dataclass_types]
-    parser = TrlParser(types, prog=prog, allow_abbrev=False)
-    if defaults:
-        parser.set_defaults_with_config(**defaults)
-    *parsed, in_file, on_line = parser.parse_args_and_config(
-        argv, return_remaining_strings=True, separate_remaining_strings=True
-    )
-    if in_file:
-        raise UsageError(f"unknown config key(s): {', '.join(k[2:] for k in in_file[::2])}")
-    if on_line:
-        flags = [a for a in on_line if a.startswith("-")] or on_line
-        raise UsageError(f"unknown flag(s) or stray value(s): {' '.join(flags)}; see {prog} --help")
-    for obj in parsed:  # a flag reads like YAML: `--instruction null` is None, as `instruction: null` in a file
-        hints = {k: str(v) for c in reversed(type(obj).__mro__) for k, v in getattr(c, "__annotations__", {}).items()}
-        for name, hint in hints.items():
-            if ("None" in hint or "Optional" in hint) and getattr(obj, name, None) in ("null", "None", "~"):
-                setattr(obj, name, None)
-    return tuple(parsed)
-
-
-def early_option(argv: list[str] | None, name: str) -> tuple[str | None, dict]:
-    """An option that picks the other options' defaults, so it is read before them: ``--NAME``, else the
-    ``--config`` file's ``NAME`` (None when neither says). Also returns the config file's mapping."""
-    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    pre.add_argument("--config")
-    pre.add_argument(f"--{name}")
-    known, _ = pre.parse_known_args(argv)
-    file_config = (yaml.safe_load(Path(known.config).read_text()) if known.config else None) or {}
-    return getattr(known, name) or file_config.get(name), file_config
-
-
-def inline(key: str, text: str, kind: type):
-    """A mapping or list given on the command line, as YAML (JSON is YAML too)."""
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise UsageError(f"--{key}: not valid YAML/JSON ({str(exc).splitlines()[0]}): {text}") from None
-    if not isinstance(value, kind):
-        raise UsageError(f"--{key}: expected a YAML/JSON {kind.__name__}, got {text!r}")
-    return value
-
+from rlrefine.core.protocols import UsageError
+from rlrefine.core.settings import early_option, inline, parse_config
 
 DEFAULT_REWARDS = [
     {"name": "solver", "subquestion_cost": 0.05},  # the solver is --train_solver
@@ -84,8 +33,8 @@ RL_DEFAULTS = {
 
 
 def algorithm_of(name: str):
-    """The algorithm a name gives (``rlrefine.algorithms``, or a plugin): an unknown one lists the valid ones."""
-    from rlrefine.registry import build
+    """The algorithm a name gives (``rlrefine.training.algorithms``, or a plugin): an unknown one lists the valid ones."""
+    from rlrefine.core.registry import build
 
     return build("algorithm", name)
 
@@ -93,7 +42,7 @@ def algorithm_of(name: str):
 def defaults_for(algorithm: str) -> dict:
     """Our TRL defaults for an algorithm: the shared ones its config class has fields for (RFT's rounds are SFT: no
     generation settings), then the algorithm's own."""
-    from rlrefine.trainers import TRAINER_DEFAULTS
+    from rlrefine.training.trainers import TRAINER_DEFAULTS
 
     chosen = algorithm_of(algorithm)
     valid = chosen.config.__dataclass_fields__
@@ -106,7 +55,9 @@ class PipelineArgs:
 
     data: str = field(default="world", metadata={"help": "dataset name or path (train / validation / test splits)"})
     run_dir: str = field(default="runs/default", metadata={"help": "everything this run writes"})
-    algorithm: str = field(default="grpo", metadata={"help": "grpo, rloo, ppo, rft or a plugin (rlrefine.algorithms)"})
+    algorithm: str = field(
+        default="grpo", metadata={"help": "grpo, rloo, ppo, rft or a plugin (rlrefine.training.algorithms)"}
+    )
     base_model: str = field(default="base", metadata={"help": "what the SFT student starts from"})
     decomposer: str | None = field(default=None, metadata={"help": "start RL from this decomposer; skips SFT"})
     sft_variant: str = field(default="sd-t", metadata={"help": "sd-t, sd-r or oracle"})
@@ -162,7 +113,7 @@ def _sources(argv: list[str]) -> tuple[str, dict, dict]:
     return algorithm, file_config, defaults_for(algorithm)
 
 
-def parse(argv: list[str] | None):
+def parse_pipeline(argv: list[str] | None):
     """Pipeline settings plus the TRL config of the chosen algorithm, from ``--config`` and flags."""
     from trl import ModelConfig
 
@@ -213,11 +164,11 @@ def preflight(args: PipelineArgs) -> None:
     solver or a symbolic solver on GSM8K fails in seconds, not after SFT and RL."""
     from trl import SFTConfig
 
+    from rlrefine.core.registry import check
     from rlrefine.data import load_splits, require
-    from rlrefine.distill import DECOMPOSER_VARIANTS
-    from rlrefine.dynamic import check_modes
-    from rlrefine.registry import check
+    from rlrefine.evaluation.dynamic import check_modes
     from rlrefine.solvers import DEFAULT_SOLVERS, shared_solver
+    from rlrefine.training.distill import DECOMPOSER_VARIANTS
 
     check_modes(args.eval_modes)
     unknown = sorted(set(args.sft) - set(SFTConfig.__dataclass_fields__))

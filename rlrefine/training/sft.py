@@ -13,9 +13,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rlrefine.atomic import write_json, write_text
-from rlrefine.protocols import UsageError
-from rlrefine.trainers import TRAINER_DEFAULTS, TimeBudget, last_checkpoint, prepare_output, publish
+from rlrefine.core.atomic import write_json, write_text
+from rlrefine.core.protocols import UsageError
+from rlrefine.training.trainers import TRAINER_DEFAULTS, TimeBudget, last_checkpoint, prepare_output, publish
 
 # Defaults for the tiny world models; a config file or flags override any of them.
 TINY_DEFAULTS = {
@@ -62,8 +62,8 @@ def train_sft(script: SFTArgs, training_args, model_args) -> Path:
     from trl import SFTTrainer, get_peft_config
 
     from rlrefine.data import load_split
-    from rlrefine.distill import decomposer_dataset, solver_dataset
-    from rlrefine.models import load_tokenizer, resolve
+    from rlrefine.engines.models import load_tokenizer, resolve
+    from rlrefine.training.distill import decomposer_dataset, solver_dataset
 
     out = Path(training_args.output_dir)
     work = prepare_output(out, script.overwrite)
@@ -120,7 +120,7 @@ def validation_report(out: Path, script: SFTArgs) -> dict | None:
     """Validation accuracy of the trained model in the pipeline, for its card (None: no validation split)."""
     from rlrefine.data import load_splits
     from rlrefine.decomposers.model import from_folder
-    from rlrefine.evaluate import evaluate
+    from rlrefine.evaluation.evaluate import evaluate
 
     splits = load_splits(script.data)
     if "validation" not in splits:  # never report on the test split from a training command
@@ -175,7 +175,7 @@ def model_card(facts: dict, report: dict | None) -> str:
 def main(argv: list[str] | None = None) -> Path:
     from trl import ModelConfig, SFTConfig
 
-    from rlrefine.config import parse_config
+    from rlrefine.core.settings import parse_config
 
     script, training_args, model_args = parse_config(
         [SFTArgs, SFTConfig, ModelConfig], argv, "rlrefine sft", TINY_DEFAULTS

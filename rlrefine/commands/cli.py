@@ -9,17 +9,20 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rlrefine.config import early_option, parse_config
-from rlrefine.protocols import BackendError, UsageError
+from rlrefine.core.protocols import BackendError, UsageError
+from rlrefine.core.settings import early_option, parse_config
 
 COMMANDS = {
-    "world": ("rlrefine.cli:world_main", "build the embedded decomposition world and save it to disk"),
-    "eval": ("rlrefine.evaluate:main", "evaluate decomposers x solvers -> results.json, results.md"),
-    "pretrain": ("rlrefine.pretrain:main", "pretrain the tiny base model on world text (a one-off)"),
-    "sft": ("rlrefine.sft:main", "distill a decomposer (sd-t, sd-r, oracle) or a solver (onehop, se-t, se-a)"),
-    "teach": ("rlrefine.teach:main", "teacher decompositions of a dataset with any backend (SD-T, SD-R with --solver)"),
+    "world": ("rlrefine.commands.cli:world_main", "build the embedded decomposition world and save it to disk"),
+    "eval": ("rlrefine.evaluation.evaluate:main", "evaluate decomposers x solvers -> results.json, results.md"),
+    "pretrain": ("rlrefine.training.pretrain:main", "pretrain the tiny base model on world text (a one-off)"),
+    "sft": ("rlrefine.training.sft:main", "distill a decomposer (sd-t, sd-r, oracle) or a solver (onehop, se-t, se-a)"),
+    "teach": (
+        "rlrefine.training.teach:main",
+        "teacher decompositions of a dataset with any backend (SD-T, SD-R with --solver)",
+    ),
     "report": (
-        "rlrefine.report:main",
+        "rlrefine.evaluation.report:main",
         "how finished runs' decomposers hold up across solvers and seeds (report.md, pictures)",
     ),
     "train": (
@@ -37,7 +40,7 @@ class WorldArgs:
 
 
 def world_main(argv: list[str] | None = None) -> None:
-    from rlrefine.world import PRESETS, WorldConfig, generate, world_config
+    from rlrefine.data.world import PRESETS, WorldConfig, generate, world_config
 
     preset = early_option(argv, "preset")[0] or "default"
     if preset not in PRESETS:

@@ -26,7 +26,7 @@ from transformers import AutoModelForTokenClassification
 from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import disable_dropout_in_model
 
-from rlrefine.protocols import UsageError
+from rlrefine.core.protocols import UsageError
 
 CRITIC = "critic"  # the critic's folder inside a checkpoint
 
@@ -84,7 +84,60 @@ def gae(
     return advantages.masked_fill(done, 0.0), (advantages + values).masked_fill(done, 0.0)
 
 
+def sequence_rewards(per_func: torch.Tensor, weights: torch.Tensor, process_index: int, n: int) -> torch.Tensor:
+    """This process's share of the weighted sequence rewards: TRL gathers every process's rewards (rows, one column
+    per reward function); a reward that skipped a completion (NaN) adds nothing, and one every reward skipped is NaN.
+
+    >>> per_func = torch.tensor([[1.0, 2.0], [float("nan"), 4.0], [float("nan"), float("nan")], [0.0, 1.0]])
+    >>> sequence_rewards(per_func, torch.tensor([1.0, 0.5]), process_index=0, n=2).tolist()
+    [2.0, 2.0]
+    >>> sequence_rewards(per_func, torch.tensor([1.0, 0.5]), process_index=1, n=2).tolist()
+    [nan, 0.5]
+    """
+    weighted = (per_func * weights.to(per_func.device).unsqueeze(0)).nansum(dim=1)
+    weighted[torch.isnan(per_func).all(dim=1)] = torch.nan  # every reward skipped it: no signal
+    return weighted[process_index * n : (process_index + 1) * n]
+
+
+def token_rewards(
+    sequence: torch.Tensor, mask: torch.Tensor, kl: torch.Tensor | None = None, kl_coef: float = 0.0
+) -> torch.Tensor:
+    """Per-token rewards (B, T): each completion's sequence reward (NaN: unscored, 0) at its last real token, minus
+    ``kl_coef`` times the per-token KL to the reference (policy minus reference log-probability) on real tokens.
+
+    >>> token_rewards(torch.tensor([1.0, 2.0]), torch.tensor([[1, 1, 1], [1, 0, 0]])).tolist()
+    [[0.0, 0.0, 1.0], [2.0, 0.0, 0.0]]
+    """
+    mask = mask.to(torch.float32)
+    rewards = torch.zeros_like(mask) if kl is None else -kl_coef * kl.to(mask.dtype) * mask
+    last = (mask.sum(1).long() - 1).clamp(min=0)
+    rewards[torch.arange(len(last), device=last.device), last] += torch.nan_to_num(sequence, nan=0.0).to(mask.dtype)
+    return rewards
+
+
+def clipped_value_loss(
+    values: torch.Tensor, old: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor, clip: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """PPO's value loss: half the larger of the squared errors of the new values and of the values clipped to within
+    ``clip`` of the rollout's, averaged over real tokens; and the share of tokens whose value moved past the clip.
+
+    >>> loss, clipped = clipped_value_loss(torch.tensor([[2.0]]), torch.tensor([[0.0]]), torch.tensor([[3.0]]),
+    ...                                    torch.tensor([[1.0]]), clip=0.5)
+    >>> loss.item(), clipped.item()  # clipped to 0.5: 0.5 * (3 - 0.5)**2, not 0.5 * (3 - 2)**2
+    (3.125, 1.0)
+    """
+    moved = old + (values - old).clamp(-clip, clip)
+    per_token = 0.5 * torch.max((values - returns) ** 2, (moved - returns) ** 2)
+    count = mask.sum().clamp(min=1.0)
+    return (per_token * mask).sum() / count, (((values - old).abs() > clip).float() * mask).sum() / count
+
+
 def whiten(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Advantages to mean 0 and standard deviation 1 over the real tokens; padding stays 0.
+
+    >>> whiten(torch.tensor([[1.0, 3.0, 9.0]]), torch.tensor([[1, 1, 0]])).tolist()
+    [[-0.7071067690849304, 0.7071067690849304, 0.0]]
+    """
     valid = values[mask.bool()]
     if valid.numel() < 2:
         return values * mask
@@ -161,10 +214,9 @@ class PPOTrainer(GRPOTrainer):
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-        weighted = (per_func * self.reward_weights.to(per_func.device).unsqueeze(0)).nansum(dim=1)
-        weighted[torch.isnan(per_func).all(dim=1)] = torch.nan  # every reward skipped it: no signal
-        here = self.accelerator.process_index * len(prompts)
-        self._sequence_rewards = weighted[here : here + len(prompts)]
+        self._sequence_rewards = sequence_rewards(
+            per_func, self.reward_weights, self.accelerator.process_index, len(prompts)
+        )
         return per_func
 
     def _generate_and_score_completions(self, inputs):
@@ -177,14 +229,11 @@ class PPOTrainer(GRPOTrainer):
         scored = ~torch.isnan(self._sequence_rewards)
         with torch.no_grad():
             values = self._values(ids, attention, length)
-            rewards = torch.zeros_like(values)
+            kl = None
             if self.args.kl_coef:
                 kl = self._policy_logps(out, ids, attention, length) - self._reference_logps(ids, attention, length)
-                rewards = -self.args.kl_coef * kl * mask
                 self._metrics["train"]["ppo/kl"].append(self.accelerator.gather((kl * mask).sum(1)).mean().item())
-            last = (mask.sum(1).long() - 1).clamp(min=0)
-            rows = torch.arange(len(last), device=last.device)
-            rewards[rows, last] += torch.nan_to_num(self._sequence_rewards, nan=0.0).to(rewards.dtype)
+            rewards = token_rewards(self._sequence_rewards, mask, kl, self.args.kl_coef).to(values.dtype)
             advantages, returns = gae(rewards, values, mask, self.args.gamma, self.args.lam)
         value_mask = mask * scored.unsqueeze(1)
         advantages = advantages * value_mask  # an unscorable completion moves nothing
@@ -216,14 +265,10 @@ class PPOTrainer(GRPOTrainer):
         attention = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
         values = self._values(ids, attention, inputs["completion_ids"].size(1))
         old, returns, mask = inputs["old_values"], inputs["returns"], inputs["value_mask"]
-        clipped = old + (values - old).clamp(-self.args.cliprange_value, self.args.cliprange_value)
-        per_token = 0.5 * torch.max((values - returns) ** 2, (clipped - returns) ** 2)
-        count = mask.sum().clamp(min=1.0)
-        value_loss = (per_token * mask).sum() / count
+        value_loss, clipfrac = clipped_value_loss(values, old, returns, mask, self.args.cliprange_value)
         metrics = self._metrics["train"]
         metrics["value_loss"].append(self.accelerator.gather(value_loss.detach()).mean().item())
-        clipfrac = ((((values - old).abs() > self.args.cliprange_value).float() * mask).sum() / count).detach()
-        metrics["value/clipfrac"].append(self.accelerator.gather(clipfrac).mean().item())
+        metrics["value/clipfrac"].append(self.accelerator.gather(clipfrac.detach()).mean().item())
         residual = (returns - old)[mask.bool()]
         target = returns[mask.bool()]
         if target.numel() > 1:

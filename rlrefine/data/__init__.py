@@ -15,7 +15,7 @@ unknown metric, a repeated id, a line that is not JSON and an empty file. For ex
     {"id": "q1", "context": "Ada has 3 apples .", "question": "How many apples does Ada have ?", "answer": "3"}
     {"id": "q2", "question": "Who was president when the Eiffel Tower opened?", "answer": "Sadi Carnot", "metric": "acc"}
 
-Real datasets by name (``rlrefine.datasets_real``): ``gsm8k`` (local files or the hub), ``gsm8k:socratic``
+Real datasets by name (``rlrefine.data.real``): ``gsm8k`` (local files or the hub), ``gsm8k:socratic``
 (human sub-questions as gold decompositions), ``drop`` (F1), ``bamboogle`` (accuracy); each also takes a path.
 """
 
@@ -30,11 +30,11 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict, Value, load_from_disk
 
-from rlrefine import registry
-from rlrefine.datasets_real import require_fields
-from rlrefine.grading import METRICS
-from rlrefine.protocols import UsageError
-from rlrefine.schema import DEFAULTS, REQUIRED
+from rlrefine.core import registry
+from rlrefine.core.grading import METRICS
+from rlrefine.core.protocols import UsageError
+from rlrefine.core.schema import DEFAULTS, REQUIRED
+from rlrefine.data.real import require_fields
 
 FILES_HELP = (
     "a folder of SPLIT.jsonl files, a mapping {train: FILE.jsonl, test: FILE.jsonl}, a .jsonl file (the test split) "
@@ -70,7 +70,7 @@ def _complete(ds: Dataset, source: str) -> Dataset:
     return ds
 
 
-def read_jsonl(path: str | os.PathLike) -> Dataset:
+def read_problems(path: str | os.PathLike) -> Dataset:
     """A JSONL file of problems, every line checked before any work: the first bad one is one line naming the file,
     the line and the field."""
     path, rows, seen = Path(path), [], {}
@@ -131,7 +131,7 @@ def load_splits(data: str | Mapping) -> DatasetDict:
     in ``rlrefine.datasets``): a function that returns a DatasetDict."""
     files = _files(data)
     if files:
-        loaded = DatasetDict({split: read_jsonl(file) for split, file in files.items()})
+        loaded = DatasetDict({split: read_problems(file) for split, file in files.items()})
     elif isinstance(data, str) and os.path.isdir(data):
         loaded = load_from_disk(data)
         loaded = loaded if isinstance(loaded, DatasetDict) else DatasetDict({"test": loaded})

@@ -20,8 +20,8 @@ from statistics import mean
 
 import yaml
 
-from rlrefine.evaluate import SCHEMA
-from rlrefine.protocols import UsageError
+from rlrefine.core.protocols import UsageError
+from rlrefine.evaluation.evaluate import SCHEMA
 
 GROUPING_IGNORES = {"seed", "run_dir", "decomposer"}  # what may differ between the seeds of one configuration
 MISSING = "—"
@@ -156,13 +156,13 @@ def trained_on(spec: str, solvers: list[str]) -> str:
     """
     if spec in solvers:
         return spec
-    from rlrefine.registry import parse
+    from rlrefine.core.registry import parse_spec
 
     try:
-        name, settings = parse("solver", spec)
+        name, settings = parse_spec("solver", spec)
         found = []
         for solver in solvers:
-            other, given = parse("solver", solver)
+            other, given = parse_spec("solver", solver)
             if other == name and settings.items() <= given.items():
                 found.append(solver)
     except ValueError:
@@ -261,8 +261,8 @@ def report(runs: list[Path], out: Path, made_by: str | None = None) -> Path:
     stated under the title with today's date, so a committed report says how to make it again."""
     from datetime import date
 
-    from rlrefine.atomic import write_text
-    from rlrefine.plots import plot_cost, plot_curves, plot_heatmap
+    from rlrefine.core.atomic import write_text
+    from rlrefine.evaluation.plots import plot_cost, plot_curves, plot_heatmap
 
     groups = group(runs)
     decomposers, solvers, table = _rows(groups)

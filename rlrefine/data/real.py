@@ -27,10 +27,10 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict, load_dataset
 
-from rlrefine.protocols import UsageError
+from rlrefine.core.protocols import UsageError
 
 GSM8K_ENV = "RLREFINE_GSM8K_DIR"
-GSM8K_LOCAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gsm8k"
+GSM8K_LOCAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "gsm8k"
 
 
 def require_fields(ds: Dataset, fields: tuple[str, ...], source: str) -> None:

@@ -15,10 +15,10 @@ from collections.abc import Mapping, Sequence
 
 from datasets import Dataset
 
+from rlrefine.core.format import decomposer_messages, parse, solver_messages
+from rlrefine.core.protocols import BackendError, Decomposed, UsageError
 from rlrefine.data import require
 from rlrefine.decomposers import make_decomposer
-from rlrefine.format import decomposer_messages, parse, solver_messages
-from rlrefine.protocols import BackendError, Decomposed, UsageError
 from rlrefine.solvers import make_solver, solve_and_grade
 
 DECOMPOSER_VARIANTS = ("sd-t", "sd-r", "oracle")
@@ -38,6 +38,17 @@ def _answered(rows: Sequence[Mapping], decomposed: Sequence[Decomposed]) -> tupl
     return [r for r, _ in kept], [d for _, d in kept]
 
 
+def _decomposed(rows, role: str, variant: str, valid: tuple, oracle_variant: str, teacher: str) -> tuple[list, list]:
+    """The training rows and their decompositions, by the oracle (``oracle_variant``) or the teacher."""
+    if variant not in valid:
+        raise UsageError(f"unknown {role} data {variant!r}; valid: {', '.join(valid)}")
+    if not rows:
+        raise UsageError("no training problems: the training split is empty")
+    source = make_decomposer("oracle" if variant == oracle_variant else teacher)
+    require(f"decomposer {source.name!r}", getattr(source, "requires", ()), rows, "the training data")
+    return _answered(rows, source.decompose(rows))
+
+
 def decomposer_dataset(
     rows: Sequence[Mapping],
     variant: str = "sd-t",
@@ -49,13 +60,7 @@ def decomposer_dataset(
 
     Every row carries ``correct``: whether ``filter_solver`` answered right given that decomposition.
     """
-    if variant not in DECOMPOSER_VARIANTS:
-        raise UsageError(f"unknown decomposer data {variant!r}; valid: {', '.join(DECOMPOSER_VARIANTS)}")
-    if not rows:
-        raise UsageError("no training problems: the training split is empty")
-    source = make_decomposer("oracle" if variant == "oracle" else teacher)
-    require(f"decomposer {source.name!r}", getattr(source, "requires", ()), rows, "the training data")
-    rows, decomposed = _answered(rows, source.decompose(rows))
+    rows, decomposed = _decomposed(rows, "decomposer", variant, DECOMPOSER_VARIANTS, "oracle", teacher)
     parsed = [parse(d.text) for d in decomposed]
     if variant != "oracle" and not all(p.parseable for p in parsed):
         kept = [(row, d, p) for row, d, p in zip(rows, decomposed, parsed) if p.parseable]
@@ -85,13 +90,7 @@ def solver_dataset(
     rows: Sequence[Mapping], variant: str = "onehop", teacher: str = "teacher", instruction: str | None = ""
 ) -> Dataset:
     """Prompt = the solver's messages (question + sub-questions), completion = worked answers or the answer."""
-    if variant not in SOLVER_VARIANTS:
-        raise UsageError(f"unknown solver data {variant!r}; valid: {', '.join(SOLVER_VARIANTS)}")
-    if not rows:
-        raise UsageError("no training problems: the training split is empty")
-    source = make_decomposer("oracle" if variant == "onehop" else teacher)
-    require(f"decomposer {source.name!r}", getattr(source, "requires", ()), rows, "the training data")
-    rows, decomposed = _answered(rows, source.decompose(rows))
+    rows, decomposed = _decomposed(rows, "solver", variant, SOLVER_VARIANTS, "onehop", teacher)
     subs = [parse(d.text).subquestions for d in decomposed]
     if variant == "se-a":
         targets = [f"The answer is: {row['answer']}" for row in rows]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from datasets import Dataset
 
-from rlrefine.format import decomposer_messages
+from rlrefine.core.format import decomposer_messages
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ def collect(
     """Sample k decompositions per problem from ``model`` (a model folder, or a decomposer that samples); keep each
     distinct solver-correct one that ended on its own and is well formed as an SFT example."""
     from rlrefine.decomposers.model import from_folder
-    from rlrefine.evaluate import sample_and_solve
+    from rlrefine.evaluation.evaluate import sample_and_solve
 
     if not callable(getattr(model, "sample", None)):
         model = from_folder(str(model), instruction=instruction)
@@ -57,10 +57,10 @@ def rft(args, sft_config, start: Path, out: Path) -> Path:
     from transformers import AutoModelForCausalLM
     from trl import SFTTrainer
 
-    from rlrefine.atomic import write_json
+    from rlrefine.core.atomic import write_json
     from rlrefine.data import load_split
-    from rlrefine.models import load_tokenizer
-    from rlrefine.trainers import TimeBudget, publish
+    from rlrefine.engines.models import load_tokenizer
+    from rlrefine.training.trainers import TimeBudget, publish
 
     rows = list(load_split(args.data, "train", args.train_limit, args.train_domain))
     rng = random.Random(sft_config.seed)

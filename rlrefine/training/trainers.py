@@ -13,8 +13,8 @@ from accelerate import PartialState
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
-from rlrefine.atomic import write_json, write_text
-from rlrefine.protocols import UsageError
+from rlrefine.core.atomic import write_json, write_text
+from rlrefine.core.protocols import UsageError
 
 # Trainer settings every stage shares on these machines: no bf16, no checkpointing of activations (tiny
 # models), no trackers, one checkpoint kept; use_cpu so that several CPU processes form one gloo group.
@@ -83,9 +83,9 @@ def prepare_output(out: Path, overwrite: bool) -> Path:
     return work
 
 
-def publish(trainer, out: Path, card: str, extra: dict | None = None) -> None:
+def publish(trainer, out: Path, card: str, extra: dict | None = None, facts: str = "eval.json") -> None:
     """Save the final model (a trainer's, or a saved model folder) next to ``out`` and swap it in with renames:
-    never a half-written model."""
+    never a half-written model, and the old one stays until the new one is in place. ``extra`` goes to ``facts``."""
     staging = out.with_name(f".{out.name}.staging")
     shutil.rmtree(staging, ignore_errors=True)
     if isinstance(trainer, (str, Path)):
@@ -101,7 +101,7 @@ def publish(trainer, out: Path, card: str, extra: dict | None = None) -> None:
             shutil.copytree(logs, staging / "runs")
     write_text(staging / "README.md", card)
     if extra:
-        write_json(staging / "eval.json", extra)
+        write_json(staging / facts, extra)
     old = out.with_name(f".{out.name}.old")
     shutil.rmtree(old, ignore_errors=True)  # left by a run killed mid-swap
     if out.exists():

@@ -25,8 +25,7 @@ from pathlib import Path
 import torch
 from datasets import Dataset
 
-from rlrefine.atomic import write_text
-from rlrefine.world import DOMAINS, generate, world_config
+from rlrefine.data.world import DOMAINS, generate, world_config
 
 SHORT = {"depth_min": 1, "depth_max": 2, "distractors": 1}
 MIXED = ({"depth_min": 1, "depth_max": 6}, {"depth_min": 2, "depth_max": 6, "branching": 2})
@@ -116,9 +115,10 @@ def copy_probe(model, tokenizer, docs: list[str]) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> Path:
     from trl import SFTConfig, SFTTrainer
 
-    from rlrefine.config import UsageError, parse_config
-    from rlrefine.models import build_model, build_tokenizer
-    from rlrefine.trainers import TRAINER_DEFAULTS, last_checkpoint
+    from rlrefine.core.protocols import UsageError
+    from rlrefine.core.settings import parse_config
+    from rlrefine.engines.models import build_model, build_tokenizer
+    from rlrefine.training.trainers import TRAINER_DEFAULTS, last_checkpoint, publish
 
     (args,) = parse_config(PretrainArgs, argv, prog="rlrefine pretrain")
     out = Path(args.out)
@@ -156,18 +156,12 @@ def main(argv: list[str] | None = None) -> Path:
         trainer.save_model(str(done))
         model = trainer.model
         probes[phase] = copy_probe(model, tokenizer, probe_docs[:100])
-    staging = out.with_name(f".{out.name}.staging")
-    shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
+    final = work / "final"
+    model.save_pretrained(final)
+    tokenizer.save_pretrained(final)
     minutes = (time.perf_counter() - start) / 60
-    write_text(staging / "README.md", card(args, model, tokenizer, len(mixed), probes, losses, minutes))
-    write_text(
-        staging / "pretrain.json", json.dumps({"args": vars(args), "probes": probes, "minutes": minutes}, indent=2)
-    )
-    if out.exists():
-        shutil.rmtree(out)
-    staging.rename(out)
+    facts = {"args": vars(args), "probes": probes, "minutes": minutes}
+    publish(final, out, card(args, model, tokenizer, len(mixed), probes, losses, minutes), facts, "pretrain.json")
     shutil.rmtree(work, ignore_errors=True)
     print(f"saved base model to {out} ({minutes:.1f} min); probes: {probes}")
     return out
@@ -194,7 +188,7 @@ pretrained LLM.
 - final training loss: {losses[-1] if losses else float("nan"):.4f}
 - wall clock: {minutes:.1f} min on 2 CPU cores
 
-Copy probes on held-apart stories (nats; see `rlrefine.pretrain.copy_probe`): the question's name is
+Copy probes on held-apart stories (nats; see `rlrefine.training.pretrain.copy_probe`): the question's name is
 uniform over the story's entities (about 2.0 at best; 3.9 means "any name of the domain"), the parent's name
 in an evidence sentence is determined (0 at best).
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 
-from rlrefine.format import MAX_SUBQUESTIONS, NEXT_SUBQUESTION, parse, render
-from rlrefine.protocols import Decomposed, Decomposer, DynamicDecomposer, Solver, SolveResult, UsageError
+from rlrefine.core.format import MAX_SUBQUESTIONS, NEXT_SUBQUESTION, parse, render
+from rlrefine.core.protocols import Decomposed, Decomposer, DynamicDecomposer, Solver, SolveResult, UsageError
 from rlrefine.solvers.base import solve_unique
 
 # how evaluation runs a decomposer: all sub-questions at once (the paper's pipeline), or one per round

@@ -20,9 +20,9 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from rlrefine.protocols import Completion, UsageError
+from rlrefine.core.protocols import Completion, UsageError
 
-ASSETS = Path(__file__).parent / "assets"
+ASSETS = Path(__file__).parents[1] / "assets"
 BASE_MODEL = ASSETS / "tiny-base"  # pretrained on world text (``rlrefine pretrain``); students start here
 ONEHOP_SOLVER = ASSETS / "onehop-solver"  # neural solver trained on one-hop questions (``rlrefine sft --role solver``)
 

@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass, field
 
 from datasets import Dataset, DatasetDict
 
-from rlrefine.protocols import UsageError
-from rlrefine.schema import FEATURES
+from rlrefine.core.protocols import UsageError
+from rlrefine.core.schema import FEATURES
 
 PEOPLE = (
     "Ava Ben Cy Dan Eve Fay Gus Hal Ivy Jon Kim Lea Max Ned Oli Pam Quin Rex Sam Tia Uma Vic Wes Xia Yan Zoe "
