@@ -14,11 +14,20 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import yaml
 
-from rlrefine.training.settings import PipelineArgs, UsageError, changed_settings, parse_pipeline, preflight, run_config
+from rlrefine.training.settings import (
+    PipelineArgs,
+    UsageError,
+    changed_settings,
+    parse_pipeline,
+    preflight,
+    refuse_clashes,
+    run_config,
+)
 
 
 def same_run(argv: list[str], args: PipelineArgs, trl_args, model_args) -> None:
@@ -77,8 +86,9 @@ def sft_stage(args: PipelineArgs, model_args, run: Path, seed: int) -> Path:
     return train_sft(script, SFTConfig(**settings), model_args)
 
 
-def eval_stage(args: PipelineArgs, run: Path, sft: Path, rl: Path, seed: int) -> dict:
-    """Every decomposer (teacher, SFT, RL, with none/oracle for scale) x every default solver, plus pass@k."""
+def eval_stage(args: PipelineArgs, trl_args, run: Path, sft: Path, rl: Path) -> dict:
+    """Every decomposer (teacher, SFT, RL, with none/oracle for scale) x every default solver, plus pass@k. Students
+    decode as long as RL let them write (at least the student default of 64 tokens): no cut that training never saw."""
     from rlrefine.core.atomic import write_json, write_text
     from rlrefine.data import load_split
     from rlrefine.decomposers import make_decomposer
@@ -87,8 +97,17 @@ def eval_stage(args: PipelineArgs, run: Path, sft: Path, rl: Path, seed: int) ->
     from rlrefine.solvers import DEFAULT_SOLVERS, shared_solver
 
     rows = list(load_split(args.data, args.eval_split, args.eval_limit))
+    max_tokens = max(64, getattr(trl_args, "max_completion_length", None) or 0)
     students = [
-        make_decomposer({"name": "model", "path": str(path), "instruction": args.instruction, "label": label})
+        make_decomposer(
+            {
+                "name": "model",
+                "path": str(path),
+                "instruction": args.instruction,
+                "label": label,
+                "max_tokens": max_tokens,
+            }
+        )
         for label, path in (("sft", sft), (f"rl-{args.algorithm}", rl))
     ]
     solvers = [shared_solver(s) for s in args.eval_solvers or DEFAULT_SOLVERS]  # the ones checked at start-up
@@ -96,7 +115,9 @@ def eval_stage(args: PipelineArgs, run: Path, sft: Path, rl: Path, seed: int) ->
     results = evaluate(
         rows, decomposers, solvers, run / "eval", skip_unfit=True, cache=args.eval_cache, modes=args.eval_modes
     )
-    results["pass_at_k"] = {s.name: pass_at_k(s, rows, args.train_solver, args.pass_k, seed=seed) for s in students}
+    results["pass_at_k"] = {
+        s.name: pass_at_k(s, rows, args.train_solver, args.pass_k, seed=trl_args.seed) for s in students
+    }
     write_json(run / "results.json", results)
     write_text(run / "results.md", results_markdown(results))
     card = Path(rl, "eval.json")
@@ -112,17 +133,19 @@ def main(argv: list[str] | None = None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
     args, trl_args, model_args = parse_pipeline(argv)
     same_run(argv, args, trl_args, model_args)  # a resume continues the run its folder describes, or nothing
+    refuse_clashes(args, trl_args)  # servers and in-process vLLM engines that would collide on the GPUs
     build_rewards(args.rewards, args.train_solver)  # every reward, setting and solver resolved now, before any work
     preflight(args)  # the dataset, its splits, the teacher and every eval solver, against the data they will meet
-    state = PartialState(cpu=trl_args.use_cpu)
+    # one process group for the run, with TrainingArguments' ddp_timeout for every collective it waits at
+    state = PartialState(cpu=trl_args.use_cpu, timeout=timedelta(seconds=trl_args.ddp_timeout))
     run = prepare_run_dir(argv, args, trl_args, model_args) if state.is_main_process else Path(args.run_dir)
     state.wait_for_everyone()
     sft = args.decomposer or sft_stage(args, model_args, run, trl_args.seed)
     rl = refine(args, trl_args, model_args, sft, run)
-    results = eval_stage(args, run, sft, rl, trl_args.seed) if state.is_main_process else {}
-    state.wait_for_everyone()
-    if state.is_main_process:
-        print((run / "results.md").read_text())
+    if not state.is_main_process:  # the evaluation is the main process's alone: no other waits for it at a
+        return {}  # collective, whose timeout an evaluation against a served solver can outlast
+    results = eval_stage(args, trl_args, run, sft, rl)
+    print((run / "results.md").read_text())
     return results
 
 

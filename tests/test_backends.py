@@ -50,6 +50,16 @@ def test_batch_of_64_runs_concurrently_against_transformers_serve(served, test_r
 
 
 @pytest.mark.slow
+def test_a_wrong_model_id_or_a_url_without_v1_fails_at_start_up(served):
+    """Both used to pass the start-up check, then failed every request: every reward None, a run with no signal."""
+    with pytest.raises(BackendError, match=r"does not serve 'Qwen/Qwen2.5-7B-Instruct'; it serves: /"):
+        make_solver(_openai(served, model="Qwen/Qwen2.5-7B-Instruct"))
+    with pytest.raises(BackendError, match=r"/models is not there \(HTTP 404\): is the base URL right\? .* under /v1"):
+        make_solver(_openai(served, base_url=served.url.removesuffix("/v1")))
+    assert make_solver(_openai(served)).name == f"openai:{served.model}@{served.url}"  # the right one passes
+
+
+@pytest.mark.slow
 def test_decomposer_and_cache_hit_on_rerun(served, test_rows, tmp_path):
     rows = test_rows[:6]
     spec = _openai(served, cache_dir=str(tmp_path / "cache"))
@@ -137,6 +147,10 @@ class Scripted(BaseHTTPRequestHandler):
         text = json.dumps(body.get("messages", ""))
         if mode == "ok" or (mode == "mixed" and "broken" not in text):
             self._send(200, reply)
+        elif mode == "cut":  # a reply that reached max_tokens
+            cut = json.loads(reply)
+            cut["choices"][0]["finish_reason"] = "length"
+            self._send(200, json.dumps(cut))
         elif mode == "completions":  # the completions endpoint: the reply is text, not a message
             self._send(200, json.dumps({"choices": [{"text": "The answer is: 8"}], "usage": {}}))
         elif mode in ("bad", "mixed"):
@@ -236,6 +250,14 @@ def test_a_batch_after_an_unreachable_one_tries_the_endpoint_again(scripted):
     assert all("failed after 2 attempts" in r.error for r in solver.solve(_rows("a ?", "b ?", "c ?"), [[]] * 3))
     solver.engine.url = f"{scripted.base}/ok/v1/chat/completions"  # the endpoint is back
     assert [r.answer for r in solver.solve(_rows("a ?", "b ?"), [[]] * 2)] == ["8", "8"]
+
+
+def test_a_reply_cut_at_max_tokens_is_not_finished(scripted):
+    """Truncation is visible: the engine reads the reply's finish reason (RFT keeps only finished samples)."""
+    assert [
+        c.finished for c in make_solver(_spec(scripted, "cut")).engine.chat([[{"role": "user", "content": "q"}]])
+    ] == [False]
+    assert make_solver(_spec(scripted, "ok")).engine.chat([[{"role": "user", "content": "q"}]])[0].finished
 
 
 def test_4xx_is_not_retried(scripted):
@@ -424,7 +446,11 @@ class _VLLM:
 
             def chat(self, conversations, params, use_tqdm=True):
                 outer.asked.append((conversations, params))
-                reply = lambda c: SimpleNamespace(text=f" The answer is: {len(c)} \n", token_ids=[7] * len(c))  # noqa: E731
+                reply = lambda c: SimpleNamespace(  # noqa: E731
+                    text=f" The answer is: {len(c)} \n",
+                    token_ids=[7] * len(c),
+                    finish_reason="length" if len(c) > 2 else "stop",
+                )
                 return [SimpleNamespace(prompt_token_ids=[1] * 5, outputs=[reply(c)]) for c in conversations]
 
         self.LLM, self.SamplingParams = LLM, lambda **kw: kw
@@ -449,6 +475,10 @@ def test_vllm_engine_settings_sharing_and_replies(monkeypatch, test_rows):
     assert len(fake.built) == 2  # the same model and settings: one engine in GPU memory; other settings: another
     assert decomposer.decompose(rows[:1])[0].text == f"The answer is: {len(decomposer.messages(rows[0]))}"
     assert fake.asked[-1][0] == [decomposer.messages(rows[0])] and decomposer.price_key == "teacher"
+    # vLLM's finish reason reaches the completion: "length" (the stand-in's for conversations over 2 messages) is cut
+    assert [
+        c.finished for c in decomposer.engine.chat([decomposer.messages(rows[0]), [{"role": "user", "content": "q"}]])
+    ] == [False, True]
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from rlrefine.commands.cli import main as cli
+from rlrefine.core.protocols import UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = "--train_limit 16 --eval_limit 8 --eval_solvers hops=1 --pass_k 2 --per_device_train_batch_size 8"
@@ -172,3 +173,33 @@ def test_quick_config_checkpoints_before_it_ends():
 
     _, trl, _ = parse_pipeline(["--config", str(ROOT / "configs" / "quick.yaml")])
     assert trl.save_steps < trl.max_steps  # a killed quick run resumes RL instead of restarting it
+
+
+def test_a_solver_on_the_port_of_grpos_vllm_server_is_refused(tmp_path, capsys):
+    from rlrefine.train import main
+
+    solver = "openai:m@http://127.0.0.1:8000/v1"
+    argv = ["--train_solver", solver, "--use_vllm", "--vllm_mode", "server", "--run_dir", str(tmp_path / "run")]
+    with pytest.raises(UsageError, match=r"^train_solver is served on port 8000, which GRPO's vLLM server mode uses"):
+        main(argv)
+    assert not (tmp_path / "run").exists()  # refused before any work
+
+
+@pytest.mark.parametrize(
+    "flags, env, why",
+    [
+        (["--train_solver", "vllm:m", "--use_vllm"], {}, "train_solver. beside TRL's colocated vLLM"),
+        (["--eval_solvers", "vllm:m", "hops=1"], {"WORLD_SIZE": "2"}, "eval_solvers. on several processes"),
+        (["--teacher", "vllm:a", "--train_solver", "vllm:b"], {}, "teacher, train_solver. next to another vllm"),
+    ],
+)
+def test_in_process_vllm_engines_that_would_collide_are_refused(tmp_path, monkeypatch, flags, env, why):
+    from rlrefine.training.settings import parse_pipeline, refuse_clashes
+
+    args, trl_args, _ = parse_pipeline([*flags, "--run_dir", str(tmp_path / "run")])
+    for key, value in env.items():  # as a multi-process launch sets it
+        monkeypatch.setenv(key, value)
+    with pytest.raises(UsageError, match=rf"^an in-process vllm: engine \({why}.*name it as openai:MODEL@"):
+        refuse_clashes(args, trl_args)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    refuse_clashes(*parse_pipeline(["--train_solver", "vllm:m"])[:2])  # one engine, one process, no TRL vLLM: fine

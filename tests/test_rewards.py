@@ -43,6 +43,25 @@ def test_solver_failure_gives_none(reward_batch):
     assert out == [None] * 5 and logged["solver[hops=1]/errors"] == 5.0
 
 
+def test_a_reward_that_skips_every_sample_stops_the_run_naming_why(reward_batch):
+    """A solver endpoint that fails every request (a wrong model id, a URL without /v1) leaves no signal: after
+    ``SILENT_BATCHES`` such batches in a row the run stops with the solver's own error, not after 500 silent steps."""
+    from rlrefine.core.protocols import BackendError
+    from rlrefine.training.rl import SILENT_BATCHES, Watched
+
+    completions, ids, columns = reward_batch
+    broken = {**columns, "graph": [""] * len(completions)}  # the symbolic solver cannot work without the graph
+    reward = Watched(resolve("solver", solver="hops=1"), "solver")
+    reward(None, completions, ids, **columns)  # a batch with signal resets the count
+    for _ in range(SILENT_BATCHES - 1):
+        assert reward(None, completions, ids, **broken) == [None] * 5
+    assert reward(None, completions, ids, **columns) != [None] * 5  # signal again: counting starts over
+    for _ in range(SILENT_BATCHES - 1):
+        reward(None, completions, ids, **broken)
+    with pytest.raises(BackendError, match=r"skipped every sample of 3 batches in a row.*its solver says: \w+Error"):
+        reward(None, completions, ids, **broken)
+
+
 def test_partial_and_multi_solver(reward_batch):
     completions, ids, columns = reward_batch
     assert resolve("partial", solver="hops=1")(None, completions, ids, **columns) == [1.0, 0.0, 0.5, 0.0, 1.0]

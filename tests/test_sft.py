@@ -227,6 +227,18 @@ def test_killed_training_resumes(tiny_model_dir, tmp_path, kill_at_checkpoint):
     assert not work.exists()
 
 
+def test_dtype_reaches_the_trained_and_saved_model(tiny_model_dir, tmp_path):
+    """TRL's ``dtype`` applies to the SFT stage as to RL: the student trains and ships in it."""
+    from safetensors import safe_open
+
+    out = tmp_path / "bf16"
+    argv = ["sft", "--variant", "oracle", "--model_name_or_path", str(tiny_model_dir), "--output_dir", str(out)]
+    assert main([*argv, "--dtype", "bfloat16", *FAST]) == 0
+    assert json.loads((out / "config.json").read_text())["dtype"] == "bfloat16"
+    with safe_open(out / "model.safetensors", "pt") as weights:
+        assert {str(weights.get_tensor(k).dtype) for k in weights.keys()} == {"torch.bfloat16"}
+
+
 def test_lora_is_a_switch_and_ships_merged(tiny_model_dir, tmp_path):
     out = tmp_path / "lora"
     argv = ["sft", "--variant", "oracle", "--model_name_or_path", str(tiny_model_dir), "--output_dir", str(out)]

@@ -227,6 +227,21 @@ def test_two_processes_on_cpu(tiny_decomposer, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     facts = json.loads((run / "rl" / "eval.json").read_text())["training"]
     assert facts["steps"] == 2 and facts["num_processes"] == 2
+    # With SFT: the teacher data is built once, by the main process (teacher requests = rows, not rows x processes),
+    # and the evaluation runs on the main process alone, outlasting the process-group timeout: 20 s of solver time
+    # against a 5 s timeout (the other process used to wait for it at a barrier and kill the job).
+    plugins, log = ROOT / "tests" / "plugins", tmp_path / "teacher.log"
+    teacher = json.dumps({"name": f"{plugins / 'counting_teacher.py'}:Counting", "log": str(log)})
+    slow = json.dumps({"name": f"{plugins / 'slow_solver.py'}:Slow", "seconds": 4})
+    again = [*cmd[: cmd.index("--decomposer")], "--run_dir", str(tmp_path / "sft"), *cmd[cmd.index("--max_steps") :]]
+    again += ["--base_model", str(tiny_decomposer), "--sft", "{max_steps: 2, per_device_train_batch_size: 8}"]
+    again += ["--teacher", teacher, "--ddp_timeout", "5", "--eval_solvers", slow, "--eval_limit", "4", "--pass_k", "1"]
+    done = subprocess.run(again, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    asked = [line.split() for line in log.read_text().splitlines()]
+    assert {rank for rank, _ in asked} == {"0"} and len(asked) == 32 + 4  # the training rows once, then the eval's
+    cells = json.loads((tmp_path / "sft" / "results.json").read_text())["cells"]
+    assert {c["solver"] for c in cells} == {"slow"} and len(cells) == 5 and all(c["errors"] == 0 for c in cells)
 
 
 @pytest.mark.slow
@@ -262,3 +277,29 @@ def test_train_script_errors_are_one_line(tmp_path):
     )
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert run.stderr.strip().splitlines()[-1] == "rlrefine train: error: unknown config key(s): learning_rat"
+
+
+def test_students_are_evaluated_with_as_many_tokens_as_rl_let_them_write(tiny_model_dir, tmp_path, monkeypatch):
+    """The evaluation must not cut a decomposition RL trained the policy to write: students decode with RL's
+    max_completion_length (and never fewer than the student default, 64)."""
+    from types import SimpleNamespace
+
+    import rlrefine.decomposers as decomposers
+    from rlrefine.train import eval_stage
+    from rlrefine.training.settings import PipelineArgs
+
+    built, make = [], decomposers.make_decomposer
+
+    def recording(spec):
+        made = make(spec)
+        built.append(made)
+        return made
+
+    monkeypatch.setattr(decomposers, "make_decomposer", recording)
+    args = PipelineArgs(data="world:small", eval_limit=2, eval_solvers=["hops=1"], pass_k=1)
+    for length, expected in ((128, 128), (32, 64)):
+        built.clear()
+        trl_args = SimpleNamespace(max_completion_length=length, seed=0)
+        eval_stage(args, trl_args, tmp_path / f"run-{length}", tiny_model_dir, tiny_model_dir)
+        students = {d.name: d.engine.max_tokens for d in built if d.name in ("sft", "rl-grpo")}
+        assert students == {"sft": expected, "rl-grpo": expected}

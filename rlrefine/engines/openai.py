@@ -32,6 +32,21 @@ log = logging.getLogger(__name__)
 OPENAI_URL = "https://api.openai.com/v1"
 
 
+def _model_ids(response: httpx.Response) -> list[str]:
+    """The model ids a ``/models`` reply lists (none when it lists nothing or is not such a reply)."""
+    try:
+        data = response.json().get("data") if response.is_success else None
+    except (ValueError, AttributeError):
+        return []
+    return [str(m["id"]) for m in data if isinstance(m, dict) and "id" in m] if isinstance(data, list) else []
+
+
+def _same_model(model: str, served: list[str]) -> bool:
+    """Whether ``model`` is among ``served``; a local folder counts under any spelling of its path."""
+    real = os.path.realpath
+    return model in served or (os.path.exists(model) and real(model) in {real(m) for m in served})
+
+
 class OpenAIEngine:
     """Chat (or completions) requests to an OpenAI-compatible endpoint, one thread per in-flight request.
 
@@ -112,7 +127,8 @@ class OpenAIEngine:
         return text.replace(self._secret, "***") if self._secret else text
 
     def check(self) -> None:
-        """Fail fast, within ``timeout``, when the endpoint is unreachable or refuses the key."""
+        """Fail fast, within ``timeout``, when the endpoint is unreachable, refuses the key, is not an OpenAI-style API
+        at that URL (no ``/models`` there: a base URL without ``/v1``), or lists its models and ``model`` is not one."""
         try:
             response = self.client.get(f"{self.base_url}/models")
         except httpx.TimeoutException:
@@ -132,6 +148,16 @@ class OpenAIEngine:
             )
             raise BackendError(
                 f"openai backend: {self.base_url} refused the request (HTTP {response.status_code}); {hint}"
+            )
+        if response.status_code == 404:
+            raise BackendError(
+                f"openai backend: {self.base_url}/models is not there (HTTP 404): is the base URL right? "
+                "OpenAI-compatible servers answer under /v1 (http://HOST:PORT/v1)"
+            )
+        served = _model_ids(response)
+        if served and not _same_model(self.model, served):
+            raise BackendError(
+                f"openai backend: {self.base_url} does not serve {self.model!r}; it serves: {', '.join(served[:8])}"
             )
 
     def _body(self, conversation: list[dict]) -> dict:
@@ -177,7 +203,10 @@ class OpenAIEngine:
                 raise TypeError(f"content is {type(text).__name__}")
             usage = data.get("usage") or {}
             return Completion(
-                text.strip(), int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+                text.strip(),
+                int(usage.get("prompt_tokens") or 0),
+                int(usage.get("completion_tokens") or 0),
+                finished=choice.get("finish_reason") != "length",  # cut at max_tokens: not finished
             )
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
             snippet = response.text[:200]

@@ -52,6 +52,11 @@ class VLLMEngine:
     def chat(self, conversations: Sequence[list[dict]]) -> list[Completion]:
         outputs = self.llm.chat(list(conversations), self.sampling, use_tqdm=False)
         return [
-            Completion(o.outputs[0].text.strip(), len(o.prompt_token_ids or []), len(o.outputs[0].token_ids))
+            Completion(
+                o.outputs[0].text.strip(),
+                len(o.prompt_token_ids or []),
+                len(o.outputs[0].token_ids),
+                finished=getattr(o.outputs[0], "finish_reason", "stop") != "length",  # cut at max_tokens: not finished
+            )
             for o in outputs
         ]

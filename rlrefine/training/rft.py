@@ -46,7 +46,7 @@ def collect(
     return kept, {"problems": len(rows), "pass_at_k": len(solved) / max(len(rows), 1), "kept": len(kept)}
 
 
-def rft(args, sft_config, start: Path, out: Path) -> Path:
+def rft(args, sft_config, start: Path, out: Path, dtype: str = "float32") -> Path:
     """``args.rft_rounds`` rounds of sample -> filter -> SFT, within ``args.rl_minutes`` if set.
 
     Each finished round is recorded in ``rl.work/rounds.json``; with ``--resume`` a killed run continues after the
@@ -91,7 +91,7 @@ def rft(args, sft_config, start: Path, out: Path) -> Path:
         sft_config.output_dir = str(work / f"round-{round_}")
         remaining = None if deadline is None else max((deadline - time.monotonic()) / 60, 0.01)
         trainer = SFTTrainer(
-            model=AutoModelForCausalLM.from_pretrained(current, dtype="float32"),
+            model=AutoModelForCausalLM.from_pretrained(current, dtype=dtype),
             args=sft_config,
             train_dataset=Dataset.from_list(kept),
             processing_class=load_tokenizer(current),

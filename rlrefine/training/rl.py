@@ -17,9 +17,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from rlrefine.core import registry
+from rlrefine.core.protocols import BackendError
 from rlrefine.training.settings import PipelineArgs, UsageError
 
 log = logging.getLogger(__name__)
+SILENT_BATCHES = 3  # a reward that skips every sample this many batches in a row stops the run: no signal is left
 
 
 class Watched:
@@ -27,7 +29,7 @@ class Watched:
 
     def __init__(self, func: Callable, name: str) -> None:
         self.func, self.__name__ = func, name
-        self.seconds, self.nonfinite, self.warned = 0.0, 0, False
+        self.seconds, self.nonfinite, self.warned, self.silent = 0.0, 0, False, 0
 
     def __call__(self, *args, **kwargs) -> list[float | None]:
         start = time.perf_counter()
@@ -60,6 +62,14 @@ class Watched:
             out = [None if i in skipped else r for i, r in enumerate(out)]
         if callable(kwargs.get("log_metric")):
             kwargs["log_metric"](f"rewards/{self.__name__}/nonfinite", float(len(bad)))
+        self.silent = self.silent + 1 if out and all(r is None for r in out) else 0
+        if self.silent >= SILENT_BATCHES:  # e.g. a solver endpoint that answers every request with an error
+            step = getattr(kwargs.get("trainer_state"), "global_step", "?")
+            why = getattr(self.func, "last_error", None)
+            raise BackendError(
+                f"reward {self.__name__} skipped every sample of {self.silent} batches in a row (step {step}), so "
+                f"training has no signal{f'; its solver says: {why}' if why else ''} (fix it and rerun with --resume)"
+            )
         return list(out)
 
 
@@ -126,7 +136,7 @@ def refine(args: PipelineArgs, trl_args, model_args, start: Path, run: Path) -> 
 
     from rlrefine.engines.models import load_tokenizer
     from rlrefine.training.settings import algorithm_of
-    from rlrefine.training.trainers import TimeBudget, last_checkpoint, publish
+    from rlrefine.training.trainers import TimeBudget, last_checkpoint, publish, train_dtype
 
     out = run / "rl"
     if (out / "config.json").exists():
@@ -135,16 +145,15 @@ def refine(args: PipelineArgs, trl_args, model_args, start: Path, run: Path) -> 
     if trainer_class is None:
         from rlrefine.training.rft import rft
 
-        return rft(args, trl_args, start, out)
+        return rft(args, trl_args, start, out, train_dtype(model_args))
     work = out.with_name("rl.work")
     tokenizer = load_tokenizer(start)
     funcs, weights = build_rewards(args.rewards, args.train_solver, tokenizer)
     trl_args.reward_weights = weights
     trl_args.output_dir = str(work)
-    dtype = model_args.dtype if model_args.dtype not in (None, "auto") else "float32"
     budget = TimeBudget(args.rl_minutes)
     trainer = trainer_class(
-        model=AutoModelForCausalLM.from_pretrained(str(start), dtype=dtype),
+        model=AutoModelForCausalLM.from_pretrained(str(start), dtype=train_dtype(model_args)),
         peft_config=get_peft_config(model_args),
         reward_funcs=funcs,
         args=trl_args,

@@ -3,6 +3,7 @@ run folder's ``config.yaml`` holds, and the check of every name a run will use b
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import MISSING, asdict, dataclass, field, fields
 
@@ -157,6 +158,47 @@ def changed_settings(saved: dict, argv: list[str], args: PipelineArgs, trl_args,
         return yaml.safe_load(yaml.safe_dump(value))
 
     return sorted(k for k in chosen if plain(saved.get(k, defaults.get(k))) != plain(now.get(k)))
+
+
+def refuse_clashes(args: PipelineArgs, trl_args) -> None:
+    """Refuse, before any work, what would collide on the GPUs: a solver or teacher served on the port GRPO's vLLM
+    server mode talks to (``vllm_server_port``), and an in-process ``vllm:`` engine (each takes its share of GPU memory
+    at start-up and keeps it) beside TRL's colocated vLLM, on several processes (every rank would build it on its
+    GPU), or next to a second one."""
+    import os
+
+    from rlrefine.core.registry import parse_spec
+
+    named = [("teacher", args.teacher), ("train_solver", args.train_solver)]
+    named += [("eval_solvers", s) for s in args.eval_solvers or []]
+    named += [("rewards", r.get("solver", r.get("solvers"))) for r in args.rewards if isinstance(r, dict)]
+    named = [(where, spec) for where, spec in named for spec in (spec if isinstance(spec, list) else [spec]) if spec]
+    if getattr(trl_args, "use_vllm", False) and getattr(trl_args, "vllm_mode", "") == "server":
+        port = getattr(trl_args, "vllm_server_port", None)
+        for where, spec in named:
+            if f":{port}/" in json.dumps(spec):
+                raise UsageError(
+                    f"{where} is served on port {port}, which GRPO's vLLM server mode uses (vllm_server_port): serve "
+                    f"it on another port, or set --vllm_server_port to the port of `trl vllm-serve`"
+                )
+    engines = {}
+    for where, spec in named:
+        name, settings = parse_spec("solver" if where != "teacher" else "decomposer", spec)
+        if name == "vllm":
+            engines.setdefault(json.dumps(settings, sort_keys=True, default=str), where)
+    if not engines:
+        return
+    why = (
+        "beside TRL's colocated vLLM" if getattr(trl_args, "use_vllm", False) and trl_args.vllm_mode == "colocate"
+        else "on several processes" if int(os.environ.get("WORLD_SIZE", "1")) > 1
+        else "next to another vllm: engine" if len(engines) > 1
+        else None
+    )  # fmt: skip
+    if why:
+        raise UsageError(
+            f"an in-process vllm: engine ({', '.join(sorted(set(engines.values())))}) {why} would claim the same GPU "
+            f"memory: serve the model (vllm serve MODEL --port N) and name it as openai:MODEL@http://127.0.0.1:N/v1"
+        )
 
 
 def preflight(args: PipelineArgs) -> None:

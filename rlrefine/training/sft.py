@@ -15,7 +15,15 @@ from pathlib import Path
 
 from rlrefine.core.atomic import write_json, write_text
 from rlrefine.core.protocols import UsageError
-from rlrefine.training.trainers import TRAINER_DEFAULTS, TimeBudget, last_checkpoint, prepare_output, publish
+from rlrefine.training.trainers import (
+    TRAINER_DEFAULTS,
+    TimeBudget,
+    built_once,
+    last_checkpoint,
+    prepare_output,
+    publish,
+    train_dtype,
+)
 
 # Defaults for the tiny world models; a config file or flags override any of them.
 TINY_DEFAULTS = {
@@ -68,14 +76,17 @@ def train_sft(script: SFTArgs, training_args, model_args) -> Path:
     out = Path(training_args.output_dir)
     work = prepare_output(out, script.overwrite)
     rows = list(load_split(script.data, "train", script.train_limit, script.domain))  # fails before any model
-    if script.role == "decomposer":
-        dataset = decomposer_dataset(rows, script.variant, script.teacher, script.filter_solver, script.instruction)
-    elif script.role == "solver":
-        dataset = solver_dataset(rows, script.variant, script.teacher)
-    else:
+    if script.role not in ("decomposer", "solver"):
         raise UsageError(f"unknown role {script.role!r}; valid: decomposer, solver")
+
+    def build():
+        if script.role == "decomposer":
+            return decomposer_dataset(rows, script.variant, script.teacher, script.filter_solver, script.instruction)
+        return solver_dataset(rows, script.variant, script.teacher)
+
+    dataset = built_once(work / "data", build)  # one set, built once, whatever the number of processes
     tokenizer = load_tokenizer(model_args.model_name_or_path)
-    model = AutoModelForCausalLM.from_pretrained(resolve(model_args.model_name_or_path), dtype="float32")
+    model = AutoModelForCausalLM.from_pretrained(resolve(model_args.model_name_or_path), dtype=train_dtype(model_args))
     training_args.output_dir = str(work)
     start = time.perf_counter()
     trainer = SFTTrainer(

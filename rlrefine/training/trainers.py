@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -71,6 +72,33 @@ def _readable(state: Path) -> bool:
         return isinstance(json.loads(state.read_text()), dict)
     except (OSError, ValueError):
         return False
+
+
+def built_once(folder: Path, build: Callable[[], object]):
+    """A dataset built by the main process only and shared through ``folder``: with several processes the teacher
+    is asked and the SD-R filter solver called once per row, not once per process, and every process trains on the
+    same set. The others wait for it on the file system, not at a collective (whose timeout a teacher behind a
+    server can outlast). A killed run finds the set it already built."""
+    from datasets import load_from_disk
+
+    done = folder / "built"
+    if PartialState().is_main_process and not done.exists():
+        staging = folder.with_name(folder.name + ".staging")
+        shutil.rmtree(staging, ignore_errors=True)
+        build().save_to_disk(str(staging))
+        (staging / "built").touch()
+        shutil.rmtree(folder, ignore_errors=True)
+        staging.rename(folder)
+    while not done.exists():
+        time.sleep(0.5)
+    return load_from_disk(str(folder))
+
+
+def train_dtype(model_args) -> str:
+    """The dtype the policy is loaded and trained in: TRL's ``ModelConfig.dtype`` when set (the same for SFT, RL and
+    RFT), else float32 (the tiny world models, and any CPU run)."""
+    dtype = getattr(model_args, "dtype", None)
+    return dtype if dtype not in (None, "auto") else "float32"
 
 
 def prepare_output(out: Path, overwrite: bool) -> Path:
