@@ -168,3 +168,31 @@ def test_accelerate_configs_pass_accelerates_launch_validation(name):
             assert plugin.fsdp_version == 2 and plugin.reshard_after_forward is True
         else:
             assert args.multi_gpu and not (args.use_deepspeed or args.use_fsdp)
+
+
+def test_lora_with_vllm_weight_syncs_keeps_float32_weights(tiny_model_dir):
+    """TRL merges the adapter into the base weights and unmerges it at every vLLM weight sync. In bfloat16 the unmerge
+    does not give the weights back and the error compounds; a shipped config that syncs LoRA weights to vLLM keeps
+    them in float32."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    drift = {}
+    for dtype in (torch.bfloat16, torch.float32):
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=dtype)
+        lora = LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", init_lora_weights=False)
+        peft = get_peft_model(model, lora)
+        weights = [m.base_layer.weight for m in peft.modules() if hasattr(m, "base_layer")]
+        before = [w.detach().float().clone() for w in weights]
+        for _ in range(20):  # 20 weight syncs
+            peft.merge_adapter()
+            peft.unmerge_adapter()
+        largest = max(b.abs().max().item() for b in before)
+        drift[dtype] = max((w.detach().float() - b).abs().max().item() for w, b in zip(weights, before)) / largest
+    assert drift[torch.bfloat16] > 0.01 and drift[torch.float32] < 1e-5
+    for config in CONFIGS:
+        cfg = yaml.safe_load(config.read_text())
+        if cfg.get("use_peft") and cfg.get("use_vllm"):
+            assert cfg.get("dtype") not in ("bfloat16", "float16"), config.name

@@ -203,3 +203,15 @@ def test_in_process_vllm_engines_that_would_collide_are_refused(tmp_path, monkey
         refuse_clashes(args, trl_args)
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     refuse_clashes(*parse_pipeline(["--train_solver", "vllm:m"])[:2])  # one engine, one process, no TRL vLLM: fine
+
+
+@pytest.mark.parametrize("engine", ["DEEPSPEED", "FSDP"])
+def test_ppo_under_deepspeed_or_fsdp_is_refused_in_one_line(tmp_path, monkeypatch, engine):
+    from rlrefine.training.settings import parse_pipeline, refuse_clashes
+
+    args, trl_args, _ = parse_pipeline(["--algorithm", "ppo", "--run_dir", str(tmp_path / "run")])
+    grpo = parse_pipeline(["--algorithm", "grpo"])[:2]
+    monkeypatch.setenv(f"ACCELERATE_USE_{engine}", "true")  # what accelerate launch sets for zero2/zero3/fsdp2.yaml
+    with pytest.raises(UsageError, match=rf"^PPO's critic is not prepared for {engine} .*multi_gpu.yaml \(DDP\)"):
+        refuse_clashes(args, trl_args)
+    refuse_clashes(*grpo)  # GRPO shards as TRL does

@@ -18,7 +18,7 @@ class HFEngine:
         dtype: str = "auto",
         device: str | None = None,
         max_tokens: int = 512,
-        batch_size: int = 32,
+        batch_size: int = 64,
     ) -> None:
         self.model, self.tokenizer = load(model, dtype=dtype, device=device)
         self.max_tokens, self.batch_size = max_tokens, batch_size

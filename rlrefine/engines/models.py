@@ -181,7 +181,8 @@ def load(path_or_id: str | os.PathLike, dtype: str | torch.dtype = "auto", devic
     key = (path, str(dtype), device, weights_version(path))
     model = _LOADED.get(key)
     if model is None:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
+        # straight onto the device (no copy of the whole model staged in host memory first)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, device_map=device).eval()
         _LOADED[key] = model
     return model, load_tokenizer(path)
 

@@ -62,7 +62,7 @@ class OpenAIEngine:
         base_url: str = OPENAI_URL,
         api_key_env: str | None = None,
         endpoint: str = "chat",
-        concurrency: int = 8,
+        concurrency: int = 32,  # a served 7B model batches dozens of requests; a hosted API may want fewer
         timeout: float = 60.0,
         max_retries: int = 3,
         backoff: float = 1.0,

@@ -161,13 +161,22 @@ def changed_settings(saved: dict, argv: list[str], args: PipelineArgs, trl_args,
 
 
 def refuse_clashes(args: PipelineArgs, trl_args) -> None:
-    """Refuse, before any work, what would collide on the GPUs: a solver or teacher served on the port GRPO's vLLM
-    server mode talks to (``vllm_server_port``), and an in-process ``vllm:`` engine (each takes its share of GPU memory
-    at start-up and keeps it) beside TRL's colocated vLLM, on several processes (every rank would build it on its
-    GPU), or next to a second one."""
+    """Refuse, before any work, what would break on the GPUs: PPO under DeepSpeed or FSDP (its critic is a second model
+    the engine does not shard), a solver or teacher served on the port GRPO's vLLM server mode talks to
+    (``vllm_server_port``), and an in-process ``vllm:`` engine (each takes its share of GPU memory at start-up and
+    keeps it) beside TRL's colocated vLLM, on several processes (every rank would build it on its GPU), or next to a
+    second one."""
     import os
 
     from rlrefine.core.registry import parse_spec
+
+    sharded = [k for k in ("DEEPSPEED", "FSDP") if os.environ.get(f"ACCELERATE_USE_{k}", "").lower() == "true"]
+    sharded += [k for k in ("deepspeed", "fsdp") if getattr(trl_args, k, None)]
+    if args.algorithm == "ppo" and sharded:  # the critic is a second model outside the engine's sharding
+        raise UsageError(
+            f"PPO's critic is not prepared for {sharded[0].upper()} (zero2/zero3/fsdp2 accelerate configs): run PPO "
+            "with configs/accelerate/multi_gpu.yaml (DDP), or GRPO/RLOO under ZeRO or FSDP"
+        )
 
     named = [("teacher", args.teacher), ("train_solver", args.train_solver)]
     named += [("eval_solvers", s) for s in args.eval_solvers or []]
