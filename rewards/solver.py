@@ -82,11 +82,12 @@ class SolverCorrectness:
             tokenizer,
         )
         self.__name__ = f"solver[{_label(solver)}]"
-        self.warned = False
+        self.warned, self.last_error = False, None
 
     def __call__(self, prompts, completions, completion_ids=None, **kwargs) -> list[float | None]:
         parsed, graded = _solve(self.solver, completions, kwargs)
         scores = [g["score"] for g in graded]
+        self.last_error = next((g["error"] for g in graded if g["error"]), None)  # why a sample was skipped
         ids = completion_ids or [None] * len(completions)
         cut = _mean([not finished(c, self.tokenizer) for c in ids])
         if cut >= CUT_WARNING and self.truncated is not None and not self.warned:
@@ -119,10 +120,11 @@ class PartialCredit:
     """
 
     def __init__(self, solver: str | Mapping = "hops=1") -> None:
-        self.solver, self.__name__ = solver, f"partial[{_label(solver)}]"
+        self.solver, self.__name__, self.last_error = solver, f"partial[{_label(solver)}]", None
 
     def __call__(self, prompts, completions, completion_ids=None, **kwargs) -> list[float | None]:
         _, graded = _solve(self.solver, completions, kwargs)
+        self.last_error = next((g["error"] for g in graded if g["error"]), None)
         return [None if g["error"] else g["answered_share"] for g in graded]
 
 

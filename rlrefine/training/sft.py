@@ -64,27 +64,31 @@ class SFTArgs:
     overwrite: bool = field(default=False, metadata={"help": "replace a model already in output_dir"})
 
 
+def distillation_data(script: SFTArgs):
+    """What SFT trains on, as a function that builds it: the rows are loaded (and checked) now, before any model."""
+    from rlrefine.data import load_split
+    from rlrefine.training.distill import decomposer_dataset, solver_dataset
+
+    rows = list(load_split(script.data, "train", script.train_limit, script.domain))
+    if script.role == "decomposer":
+        return lambda: decomposer_dataset(
+            rows, script.variant, script.teacher, script.filter_solver, script.instruction
+        )
+    if script.role == "solver":
+        return lambda: solver_dataset(rows, script.variant, script.teacher)
+    raise UsageError(f"unknown role {script.role!r}; valid: decomposer, solver")
+
+
 def train_sft(script: SFTArgs, training_args, model_args) -> Path:
     """Build the distillation data, train with TRL's SFTTrainer, publish the model with its card."""
     from transformers import AutoModelForCausalLM
     from trl import SFTTrainer, get_peft_config
 
-    from rlrefine.data import load_split
     from rlrefine.engines.models import load_tokenizer, resolve
-    from rlrefine.training.distill import decomposer_dataset, solver_dataset
 
     out = Path(training_args.output_dir)
     work = prepare_output(out, script.overwrite)
-    rows = list(load_split(script.data, "train", script.train_limit, script.domain))  # fails before any model
-    if script.role not in ("decomposer", "solver"):
-        raise UsageError(f"unknown role {script.role!r}; valid: decomposer, solver")
-
-    def build():
-        if script.role == "decomposer":
-            return decomposer_dataset(rows, script.variant, script.teacher, script.filter_solver, script.instruction)
-        return solver_dataset(rows, script.variant, script.teacher)
-
-    dataset = built_once(work / "data", build)  # one set, built once, whatever the number of processes
+    dataset = built_once(work / "data", distillation_data(script))  # one set, however many processes
     tokenizer = load_tokenizer(model_args.model_name_or_path)
     model = AutoModelForCausalLM.from_pretrained(resolve(model_args.model_name_or_path), dtype=train_dtype(model_args))
     training_args.output_dir = str(work)
