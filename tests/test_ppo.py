@@ -171,13 +171,23 @@ def test_killed_ppo_resumes_with_its_critic(tiny_decomposer, tmp_path, kill_at_c
     cmd += ["--max_steps", "8"]
     checkpoint = kill_at_checkpoint(cmd, run / "rl.work")
     assert (checkpoint / "critic" / "model.safetensors").is_file()
-    trainer = _trainer(tiny_decomposer, tmp_path / "probe", max_steps=1)
-    trainer.create_optimizer_and_scheduler(num_training_steps=1)
-    trainer._load_optimizer_and_scheduler(str(checkpoint))
     from safetensors.torch import load_file
 
     saved = load_file(checkpoint / "critic" / "model.safetensors")
-    assert all(torch.equal(saved[k], v) for k, v in trainer.critic.state_dict().items() if k in saved)
+    from transformers import TrainerCallback
+
+    trainer = _trainer(tiny_decomposer, tmp_path / "probe", max_steps=8)
+    assert not all(torch.equal(saved[k], v) for k, v in trainer.critic.state_dict().items())  # a fresh critic differs
+    seen = {}
+
+    class AtStart(TrainerCallback):  # the trainer has loaded the checkpoint, and not trained yet
+        def on_train_begin(self, args, state, control, **kwargs):
+            seen.update({k: v.clone() for k, v in trainer.critic.state_dict().items()})
+            control.should_training_stop = True
+
+    trainer.add_callback(AtStart())
+    trainer.train(resume_from_checkpoint=str(checkpoint))  # TRL's own resume path, as --resume takes it
+    assert seen.keys() == saved.keys() and all(torch.equal(saved[k], v) for k, v in seen.items())  # the critic is back
     done = subprocess.run([*cmd, "--resume"], capture_output=True, text=True)  # the same settings, continued
     assert done.returncode == 0, done.stderr[-3000:]
     facts = json.loads((run / "rl" / "eval.json").read_text())["training"]

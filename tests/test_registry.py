@@ -148,3 +148,34 @@ def test_every_builtin_resolves():
         for name in BUILTIN[kind]:
             if name not in ("model", "hf", "vllm", "openai"):  # these need a model named
                 assert build(kind, name) is not None
+
+
+@pytest.mark.parametrize(
+    "kind, spec, message",
+    [
+        ("solver", "", "solver spec must be a non-empty string or a mapping, got ''"),
+        ("solver", "   ", "solver spec must be a non-empty string or a mapping"),
+        ("solver", {"model": "x"}, "solver spec {'model': 'x'} needs a 'name'; valid names: hf, model, neural,"),
+        ("solver", {"name": 3}, "solver spec {'name': 3} needs a 'name'"),
+        ("solver", "hops=1.5", "solver 'symbolic': hops must be int, got 1.5"),  # not a 1.5-hop solver
+        ("solver", "hops=true", "solver 'symbolic': hops must be int, got True"),
+        ("solver", "noise=abc", "solver 'symbolic': noise must be float, got 'abc'"),
+        (
+            "solver",
+            "hops=1,noise",
+            "solver spec 'hops=1,noise': settings are key=value separated by commas; 'noise' is not",
+        ),
+        ("decomposer", "teacher:merge=0.3,seed=x", "decomposer 'teacher': seed must be int, got 'x'"),
+    ],
+)
+def test_bad_settings_are_one_line_naming_the_setting(kind, spec, message):
+    from rlrefine.core.protocols import UsageError
+
+    with pytest.raises(UsageError) as refused:
+        build(kind, spec)
+    assert str(refused.value).startswith(message)
+
+
+def test_a_comma_inside_one_value_stays_in_it():
+    assert parse_spec("solver", "hf:a,b") == ("hf", {"": "a,b"})  # a positional value is not split
+    assert build("solver", "noise=1").noise == 1.0  # an int where a float is wanted

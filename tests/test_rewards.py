@@ -168,3 +168,38 @@ def test_readme_plugin_example_is_the_file():
     root = Path(__file__).resolve().parents[1]
     shown = (root / "README.md").read_text().split("This complete file is")[1].split("```python")[1].split("```")[0]
     assert code(shown) == code((root / "rewards" / "plugin_example.py").read_text())
+
+
+def test_the_reward_wrapper_skips_nan_and_inf_counts_them_and_names_a_raising_reward(caplog):
+    """What every reward goes through in RL (``rl.Watched``, ``AsyncWatched``), on plain functions: NaN/inf become
+    None (TRL skips them), are counted and logged, warned about once; a reward that raises names itself and the step."""
+    import asyncio
+    import math
+    from types import SimpleNamespace
+
+    from rlrefine.training.rl import AsyncWatched, Watched
+
+    def values(prompts, completions, **kwargs):
+        return [1.0, math.nan, math.inf, None, 0.5]
+
+    async def async_values(prompts, completions, **kwargs):
+        return values(prompts, completions)
+
+    for wrapper, func in ((Watched, values), (AsyncWatched, async_values)):
+        logged, reward = {}, wrapper(func, "shaky")
+        call = reward(None, ["c"] * 5, log_metric=logged.__setitem__)
+        out = asyncio.run(call) if asyncio.iscoroutine(call) else call
+        assert (
+            out == [1.0, None, None, None, 0.5] and reward.nonfinite == 2 and logged == {"rewards/shaky/nonfinite": 2.0}
+        )
+        call = reward(None, ["c"] * 5, log_metric=logged.__setitem__)
+        asyncio.run(call) if asyncio.iscoroutine(call) else call
+        assert reward.nonfinite == 4 and reward.seconds > 0
+    assert sum("returned NaN or inf" in r.getMessage() for r in caplog.records) == 2  # once per reward, not per batch
+
+    def broken(prompts, completions, **kwargs):
+        raise ConnectionError("judge unreachable")
+
+    state = SimpleNamespace(global_step=7)
+    with pytest.raises(RuntimeError, match=r"^reward judge failed at step 7: ConnectionError: judge unreachable \("):
+        Watched(broken, "judge")(None, ["c"], trainer_state=state)

@@ -157,6 +157,9 @@ def parse_spec(kind: str, spec: str | Mapping) -> tuple[str, dict]:
     parts = args.split(",")
     if args and all(_SETTING.match(p) for p in parts):
         settings.update({k.strip(): _scalar(v) for k, v in (p.split("=", 1) for p in parts)})
+    elif args and _SETTING.match(parts[0]):  # "hops=1,noise": settings are key=value, each of them
+        bad = next(p for p in parts if not _SETTING.match(p))
+        raise UsageError(f"{kind} spec {spec!r}: settings are key=value separated by commas; {bad.strip()!r} is not")
     elif args:
         settings[""] = args  # the factory's first parameter
     return name, settings
@@ -294,10 +297,15 @@ def _checked(where: str, func, settings: dict, context: dict) -> dict:
 
 
 def _typed(where: str, key: str, value: object, param: inspect.Parameter | None) -> object:
-    """A number given as text ("hops=x") fails naming the setting; an int where a float is wanted is fine."""
+    """A number given as text ("hops=x") fails naming the setting, as does a fraction or a yes/no where a whole number
+    is wanted ("hops=1.5"); an int where a float is wanted is fine."""
     hint = str(param.annotation) if param is not None and param.annotation is not param.empty else ""
     kinds = set(re.findall(r"\b(int|float|str|bool)\b", hint))
-    if not kinds or "str" in kinds or not isinstance(value, str):
+    if not kinds or "str" in kinds:
+        return value
+    if isinstance(value, bool) and "bool" not in kinds or isinstance(value, float) and kinds == {"int"}:
+        raise UsageError(f"{where}: {key} must be {' or '.join(sorted(kinds))}, got {value!r}")
+    if not isinstance(value, str):
         return value
     for kind in ("int", "float"):
         if kind in kinds:
