@@ -102,3 +102,32 @@ def test_killed_in_an_rft_round_the_run_resumes_after_its_last_finished_round(
     assert [r["round"] for r in facts["rounds"]] == [0, 1] and facts["rounds"][1]["steps"] == 20
     assert facts["rl_minutes"] * 60 > finished[0]["seconds"] > 0  # the killed launch's finished round counts
     assert (run / "results.json").exists() and not (run / "rl.work").exists()
+
+
+@pytest.mark.slow
+def test_killed_in_the_final_evaluation_the_resume_keeps_the_finished_cells(tiny_decomposer, tmp_path):
+    """A kill while the matrix is evaluated (here: held at its second solver) loses no finished cell: the rerun with
+    --resume reads them from the run's cache and computes only the rest."""
+    import os
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    held = json.dumps({"name": str(ROOT / "tests" / "plugins" / "slow_solver.py") + ":Slow", "seconds": 0})
+    argv = ["--decomposer", str(tiny_decomposer), "--run_dir", str(run), "--max_steps", "1", *TINY_EVAL, *TINY_GEN]
+    argv += ["--eval_solvers", "hops=1", held]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "RLREFINE_TEST_HOLD_SOLVER": "1"}
+    proc = subprocess.Popen([*TRAIN, *argv], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cells = run / "eval" / "cache"
+    hang = time.monotonic() + 1800  # waits on the run, not on a clock: a guard against a hang only
+    while not list(cells.rglob("*__hops=1-*.json")) and proc.poll() is None and time.monotonic() < hang:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    before = {p: p.stat().st_mtime_ns for p in cells.rglob("*.json")}
+    assert before and not (run / "results.json").exists()
+    _finish([*TRAIN, *argv])
+    results = json.loads((run / "results.json").read_text())
+    assert len(results["cells"]) == 5 * 2 and all(c["errors"] == 0 for c in results["cells"])
+    assert all(p.stat().st_mtime_ns == t for p, t in before.items())  # finished cells read back, not redone
