@@ -6,7 +6,7 @@
    ../shared/data/gsm8k next to the repository) must grade 1.0 against its own "####" number, read as the
    loader reads it (``gsm8k_answer``). A missing folder or file is reported and skipped.
 2. Share: ``evaluate`` on ``--problems`` world test problems x 3 decomposers x 4 solvers, timed, with every
-   ``grade`` call it makes (through ``rlrefine.evaluation.pipeline``) timed as well. The same calls are then timed again
+   ``grade`` call it makes (through ``rlrefine.solvers.base``, where solving and grading are one function) timed as well. The same calls are then timed again
    on their own with the grader's caches emptied (the cold case).
 3. The math-verify path: the cost of one grade of "\\frac{3}{4}" against "0.75", cold (caches emptied each
    call) and warm, next to a plain "52" against "52".
@@ -67,8 +67,8 @@ def gsm8k_agreement(folder: Path) -> dict:
 def evaluation_share(problems: int) -> dict:
     from rlrefine.core.grading import grade
     from rlrefine.data import load_split
-    from rlrefine.evaluation import pipeline
     from rlrefine.evaluation.evaluate import evaluate
+    from rlrefine.solvers import base
 
     rows = list(load_split("world", "test", problems))
     calls: list[tuple] = []
@@ -82,13 +82,13 @@ def evaluation_share(problems: int) -> dict:
         return score
 
     clear_caches()
-    pipeline.grade = timed_grade
+    base.grade = timed_grade
     try:
         start = time.perf_counter()
         evaluate(rows, DECOMPOSERS, SOLVERS, progress=False)
         total = time.perf_counter() - start
     finally:
-        pipeline.grade = grade
+        base.grade = grade
 
     clear_caches()
     start = time.perf_counter()

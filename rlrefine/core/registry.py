@@ -67,6 +67,12 @@ ON_ENGINE = {  # the solver or decomposer that prompts an engine, whichever engi
     "decomposer": "rlrefine.decomposers.model:on_engine",
 }
 DEFAULT = {"solver": "symbolic"}  # whose settings a bare "key=value,..." spec holds
+ALSO = {  # what else a name of this kind may be, for the message that lists the valid ones
+    "solver": "a model folder",
+    "decomposer": "a model folder",
+    "dataset": "a folder of SPLIT.jsonl files, a mapping {train: FILE.jsonl, test: FILE.jsonl}, a .jsonl file (the "
+    "test split) or a save_to_disk folder",
+}
 _LABEL = re.compile(r"^([A-Za-z_][\w.-]*)=(.+)$", re.S)
 _TARGET = re.compile(r"^((?:[^:]+\.py|[A-Za-z_][\w.]*):[A-Za-z_]\w*)(?::(.*))?$", re.S)
 _SETTING = re.compile(r"^\s*\w+\s*=")
@@ -124,9 +130,15 @@ def _bind(kind: str, where: str, func, settings: dict):
     return functools.partial(func, **{k: _typed(where, k, v, _params(func)[k]) for k, v in settings.items()})
 
 
+def _groups(kind: str) -> list[str]:
+    """The registry groups a name of this kind is looked up in: a solver or decomposer may also be named by an engine."""
+    return [kind, "engine"] if kind in ON_ENGINE else [kind]
+
+
 def known(kind: str) -> list[str]:
-    groups = [kind, "engine"] if kind in ON_ENGINE else [kind]
-    return sorted({n for g in groups for n in (*BUILTIN[g], *(ep.name for ep in entry_points(group=f"rlrefine.{g}s")))})
+    return sorted(
+        {n for g in _groups(kind) for n in (*BUILTIN[g], *(ep.name for ep in entry_points(group=f"rlrefine.{g}s")))}
+    )
 
 
 def parse_spec(kind: str, spec: str | Mapping) -> tuple[str, dict]:
@@ -194,7 +206,7 @@ def _unknown(kind: str, name: str) -> str:
     hint = f"did you mean {close[0]!r}? " if close else ""
     return (
         f"unknown {kind} {name!r}; {hint}valid: {', '.join(known(kind))}, 'package.module:attr' or 'file.py:attr'"
-        + (" (or a model folder)" if "model" in BUILTIN[kind] else "")
+        + (f" (or {ALSO[kind]})" if kind in ALSO else "")
     )
 
 
@@ -209,8 +221,7 @@ def _resolve(kind: str, name: str) -> object:
 
 def find(kind: str, name: str) -> object:
     """The object NAME points to, imported now."""
-    groups = [kind, "engine"] if kind in ON_ENGINE else [kind]
-    target = next((BUILTIN[g][name] for g in groups if name in BUILTIN[g]), name)
+    target = next((BUILTIN[g][name] for g in _groups(kind) if name in BUILTIN[g]), name)
     module, sep, attr = target.rpartition(":")
     if sep and module.endswith(".py"):
         return _attr(_load_file(module), attr, module)
@@ -220,7 +231,7 @@ def find(kind: str, name: str) -> object:
         except Exception as exc:  # noqa: BLE001 - any import failure is one line naming the module
             raise UsageError(f"{kind} {name!r}: cannot import {module!r}: {type(exc).__name__}: {exc}") from None
         return _attr(loaded, attr, module)
-    for group in groups:
+    for group in _groups(kind):
         for ep in entry_points(group=f"rlrefine.{group}s", name=name):
             return ep.load()
     raise UsageError(_unknown(kind, name))

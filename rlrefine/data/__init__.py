@@ -36,10 +36,6 @@ from rlrefine.core.protocols import UsageError
 from rlrefine.core.schema import DEFAULTS, REQUIRED
 from rlrefine.data.real import require_fields
 
-FILES_HELP = (
-    "a folder of SPLIT.jsonl files, a mapping {train: FILE.jsonl, test: FILE.jsonl}, a .jsonl file (the test split) "
-    "or a save_to_disk folder"
-)
 _NUMBER = re.compile(r"^[-+]?(\d[\d,]*)?\.?\d+$")
 
 
@@ -136,12 +132,7 @@ def load_splits(data: str | Mapping) -> DatasetDict:
         loaded = load_from_disk(data)
         loaded = loaded if isinstance(loaded, DatasetDict) else DatasetDict({"test": loaded})
     else:
-        try:
-            loaded = DatasetDict(registry.build("dataset", data))
-        except UsageError as exc:
-            if str(exc).startswith("unknown dataset"):
-                raise UsageError(f"{exc}, or {FILES_HELP}") from None
-            raise
+        loaded = DatasetDict(registry.build("dataset", data))
     return DatasetDict({split: _complete(ds, f"{_label(data)} [{split}]") for split, ds in loaded.items()})
 
 

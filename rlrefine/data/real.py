@@ -51,7 +51,7 @@ def gsm8k_answer(solution: str) -> str:
     '1005'
     """
     if "####" not in solution:
-        raise UsageError("no '####' final answer")
+        raise ValueError("no '####' final answer")
     return solution.rsplit("####", 1)[1].strip().replace(",", "")
 
 

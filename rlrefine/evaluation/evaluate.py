@@ -29,8 +29,9 @@ from rlrefine.data import require
 from rlrefine.decomposers import Decomposer, make_decomposer
 from rlrefine.evaluation.dynamic import VERSION as DYNAMIC_VERSION
 from rlrefine.evaluation.dynamic import check_modes, require_dynamic, solve_dynamic, supports_dynamic
-from rlrefine.evaluation.pipeline import decompose, records, solve_and_grade
+from rlrefine.evaluation.pipeline import decompose
 from rlrefine.solvers import DEFAULT_SOLVERS, Solver, make_solver
+from rlrefine.solvers.base import records, solve_and_grade
 
 SCHEMA = 2  # results.json layout: 2 added per-cell first_error and this field (rlrefine report refuses others)
 

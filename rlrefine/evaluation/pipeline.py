@@ -1,5 +1,5 @@
-"""Decompose -> solve -> grade: the two-stage pipeline of the paper, batched. Solving and grading are one function,
-``solvers.base.solve_and_grade``, which rewards, evaluation, RFT and SFT data share (re-exported here)."""
+"""Decompose: the first stage of the paper's two-stage pipeline, batched and cached. Solving and grading are one
+function, ``rlrefine.solvers.solve_and_grade``, which rewards, evaluation, RFT and SFT data share."""
 
 from __future__ import annotations
 
@@ -10,9 +10,6 @@ from tqdm.auto import tqdm
 
 from rlrefine.core.atomic import append_jsonl, read_jsonl
 from rlrefine.core.protocols import Decomposed, Decomposer
-from rlrefine.solvers.base import records, solve_and_grade
-
-__all__ = ["decompose", "records", "solve_and_grade"]
 
 
 def decompose(

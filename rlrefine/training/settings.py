@@ -4,6 +4,7 @@ run folder's ``config.yaml`` holds, and the check of every name a run will use b
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import MISSING, asdict, dataclass, field, fields
 
@@ -166,8 +167,6 @@ def refuse_clashes(args: PipelineArgs, trl_args) -> None:
     (``vllm_server_port``), and an in-process ``vllm:`` engine (each takes its share of GPU memory at start-up and
     keeps it) beside TRL's colocated vLLM, on several processes (every rank would build it on its GPU), or next to a
     second one."""
-    import os
-
     from rlrefine.core.registry import parse_spec
 
     sharded = [k for k in ("DEEPSPEED", "FSDP") if os.environ.get(f"ACCELERATE_USE_{k}", "").lower() == "true"]
@@ -182,7 +181,8 @@ def refuse_clashes(args: PipelineArgs, trl_args) -> None:
     named += [("eval_solvers", s) for s in args.eval_solvers or []]
     named += [("rewards", r.get("solver", r.get("solvers"))) for r in args.rewards if isinstance(r, dict)]
     named = [(where, spec) for where, spec in named for spec in (spec if isinstance(spec, list) else [spec]) if spec]
-    if getattr(trl_args, "use_vllm", False) and getattr(trl_args, "vllm_mode", "") == "server":
+    trl_vllm = getattr(trl_args, "vllm_mode", None) if getattr(trl_args, "use_vllm", False) else None
+    if trl_vllm == "server":
         port = getattr(trl_args, "vllm_server_port", None)
         for where, spec in named:
             if f":{port}/" in json.dumps(spec):
@@ -198,7 +198,7 @@ def refuse_clashes(args: PipelineArgs, trl_args) -> None:
     if not engines:
         return
     why = (
-        "beside TRL's colocated vLLM" if getattr(trl_args, "use_vllm", False) and trl_args.vllm_mode == "colocate"
+        "beside TRL's colocated vLLM" if trl_vllm == "colocate"
         else "on several processes" if int(os.environ.get("WORLD_SIZE", "1")) > 1
         else "next to another vllm: engine" if len(engines) > 1
         else None
