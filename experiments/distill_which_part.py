@@ -18,6 +18,7 @@ from _runs import parser
 
 from rlrefine.commands.cli import main as cli
 from rlrefine.core.atomic import write_text
+from rlrefine.core.tables import markdown_table
 from rlrefine.data import load_split
 from rlrefine.evaluation.evaluate import evaluate, pass_at_k
 
@@ -84,22 +85,22 @@ def main() -> None:
     lines = [
         f"# Distill the decomposer or the solver? ({len(rows)} test problems, seed {seed})",
         "",
-        "| decomposer / solver | accuracy | decomposer tokens in/out | solver tokens in/out | $ per 1k problems |",
-        "|---|---|---|---|---|",
     ]
+    accuracy = []
     for label, d, s in table:
-        c = cell[d, s]
-        t = c["tokens"]
-        lines.append(
-            f"| {label} | {c['accuracy']:.3f} | {t['decomposer_in']}/{t['decomposer_out']} | "
-            f"{t['solver_in']}/{t['solver_out']} | {c['cost_usd_per_1k']:.4f} |"
+        c, t = cell[d, s], cell[d, s]["tokens"]
+        accuracy.append(
+            [label, f"{c['accuracy']:.3f}", f"{t['decomposer_in']}/{t['decomposer_out']}"]
+            + [f"{t['solver_in']}/{t['solver_out']}", f"{c['cost_usd_per_1k']:.4f}"]
         )
+    header = ["decomposer / solver", "accuracy", "decomposer tokens in/out", "solver tokens in/out"]
+    lines += markdown_table([*header, "$ per 1k problems"], accuracy)
     headroom = {k: pass_at_k(str(paths[k]), rows, "hops=1", 8, seed=seed) for k in ("sd-t", "sd-r")}
-    lines += ["", "| student | greedy hops=1 | pass@8 hops=1 | sampled acc |", "|---|---|---|---|"]
-    for k, h in headroom.items():
-        lines.append(
-            f"| {k} | {cell[k, 'hops=1']['accuracy']:.3f} | {h['pass_at_k']:.3f} | {h['sampled_accuracy']:.3f} |"
-        )
+    students = [
+        [k, f"{cell[k, 'hops=1']['accuracy']:.3f}", f"{h['pass_at_k']:.3f}", f"{h['sampled_accuracy']:.3f}"]
+        for k, h in headroom.items()
+    ]
+    lines += ["", *markdown_table(["student", "greedy hops=1", "pass@8 hops=1", "sampled acc"], students)]
     write_text(out / "table.md", "\n".join(lines) + "\n")
     write_text(out / "table.json", json.dumps({"cells": results["cells"], "pass_at_8": headroom}, indent=2))
     print("\n".join(lines))

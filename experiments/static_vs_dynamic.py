@@ -31,6 +31,7 @@ from _runs import parser
 
 from rlrefine.core.atomic import write_text
 from rlrefine.core.settings import parse_config
+from rlrefine.core.tables import markdown_table
 from rlrefine.data import load_split
 from rlrefine.evaluation.evaluate import EvalArgs, evaluate, load_prices
 from rlrefine.solvers import DEFAULT_SOLVERS
@@ -60,26 +61,24 @@ def per_problem(cell: dict, who: str) -> float:
 def table(results: dict) -> list[str]:
     """Static beside dynamic, one line per (decomposer, solver): the paper's Table 6 with our cost columns."""
     cells = {(c["decomposer"], c["solver"]): c for c in results["cells"]}
-    lines = [
-        "| decomposer | solver | accuracy static / dynamic | sub-q static / dynamic | decomposer tokens per problem "
-        "static / dynamic | solver tokens per problem static / dynamic | all tokens dynamic / static | "
-        "$ / 1k static / dynamic |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    rows = []
     for (name, solver), s in cells.items():
         d = cells.get((f"{name} (dynamic)", solver))
         if s.get("mode") == "dynamic" or d is None:
             continue
         total = per_problem(s, "decomposer") + per_problem(s, "solver")
         ratio = (per_problem(d, "decomposer") + per_problem(d, "solver")) / total if total else float("nan")
-        lines.append(
-            f"| {name} | {solver} | {s['accuracy']:.3f} / {d['accuracy']:.3f} | "
-            f"{s['mean_subquestions']:.2f} / {d['mean_subquestions']:.2f} | "
-            f"{per_problem(s, 'decomposer'):.1f} / {per_problem(d, 'decomposer'):.1f} | "
-            f"{per_problem(s, 'solver'):.1f} / {per_problem(d, 'solver'):.1f} | {ratio:.2f}x | "
-            f"{s['cost_usd_per_1k']:.4f} / {d['cost_usd_per_1k']:.4f} |"
+        rows.append(
+            [name, solver, f"{s['accuracy']:.3f} / {d['accuracy']:.3f}"]
+            + [f"{s['mean_subquestions']:.2f} / {d['mean_subquestions']:.2f}"]
+            + [f"{per_problem(s, 'decomposer'):.1f} / {per_problem(d, 'decomposer'):.1f}"]
+            + [f"{per_problem(s, 'solver'):.1f} / {per_problem(d, 'solver'):.1f}", f"{ratio:.2f}x"]
+            + [f"{s['cost_usd_per_1k']:.4f} / {d['cost_usd_per_1k']:.4f}"]
         )
-    return lines
+    header = ["decomposer", "solver", "accuracy static / dynamic", "sub-q static / dynamic"]
+    header += ["decomposer tokens per problem static / dynamic", "solver tokens per problem static / dynamic"]
+    header += ["all tokens dynamic / static", "$ / 1k static / dynamic"]
+    return markdown_table(header, rows)
 
 
 def main() -> None:

@@ -25,6 +25,7 @@ from rlrefine.core.atomic import write_json, write_text
 from rlrefine.core.format import parse
 from rlrefine.core.protocols import UsageError
 from rlrefine.core.registry import check
+from rlrefine.core.tables import markdown_table
 from rlrefine.data import require
 from rlrefine.decomposers import Decomposer, make_decomposer
 from rlrefine.evaluation.dynamic import VERSION as DYNAMIC_VERSION
@@ -273,30 +274,27 @@ def results_markdown(results: Mapping) -> str:
     lines = [f"# Evaluation ({results['n']} problems)", ""]
     lines += [*(f"Note: {note}" for note in results.get("notes", [])), *([""] if results.get("notes") else [])]
     lines += ["Accuracy", ""]
-    lines += ["| decomposer | " + " | ".join(sols) + " | mean |", "|---" * (len(sols) + 2) + "|"]
+    matrix = []
     for d in decs:
         row = [acc[d, s]["accuracy"] for s in sols if (d, s) in acc]
-        lines.append(f"| {d} | " + " | ".join(f"{a:.3f}" for a in row) + f" | {sum(row) / max(len(row), 1):.3f} |")
+        matrix.append([d, *(f"{a:.3f}" for a in row), f"{sum(row) / max(len(row), 1):.3f}"])
+    lines += markdown_table(["decomposer", *sols, "mean"], matrix)
     if results.get("pass_at_k"):
         lines += ["", "Headroom: pass@k of sampled decompositions", ""]
-        lines += ["| decomposer | solver | k | pass@k | sampled acc | sub-q |", "|---|---|---|---|---|---|"]
-        for name, p in results["pass_at_k"].items():
-            lines.append(
-                f"| {name} | {p['solver']} | {p['k']} | {p['pass_at_k']:.3f} | {p['sampled_accuracy']:.3f} | "
-                f"{p['mean_subquestions']:.2f} |"
-            )
-    lines += [
-        "",
-        "| decomposer | solver | acc | n | errors | sub-q | valid | dec tok in/out | solver tok in/out | $ / 1k |",
+        headroom = [
+            [name, p["solver"], p["k"], f"{p['pass_at_k']:.3f}", f"{p['sampled_accuracy']:.3f}"]
+            + [f"{p['mean_subquestions']:.2f}"]
+            for name, p in results["pass_at_k"].items()
+        ]
+        lines += markdown_table(["decomposer", "solver", "k", "pass@k", "sampled acc", "sub-q"], headroom)
+    detail = [
+        [c["decomposer"], c["solver"], f"{c['accuracy']:.3f}", c["n"], c["errors"], f"{c['mean_subquestions']:.2f}"]
+        + [f"{c['valid_format']:.2f}", f"{c['tokens']['decomposer_in']}/{c['tokens']['decomposer_out']}"]
+        + [f"{c['tokens']['solver_in']}/{c['tokens']['solver_out']}", f"{c['cost_usd_per_1k']:.4f}"]
+        for c in cells
     ]
-    lines.append("|---" * 10 + "|")
-    for c in cells:
-        t = c["tokens"]
-        lines.append(
-            f"| {c['decomposer']} | {c['solver']} | {c['accuracy']:.3f} | {c['n']} | {c['errors']} | "
-            f"{c['mean_subquestions']:.2f} | {c['valid_format']:.2f} | {t['decomposer_in']}/{t['decomposer_out']} | "
-            f"{t['solver_in']}/{t['solver_out']} | {c['cost_usd_per_1k']:.4f} |"
-        )
+    header = ["decomposer", "solver", "acc", "n", "errors", "sub-q", "valid", "dec tok in/out", "solver tok in/out"]
+    lines += ["", *markdown_table([*header, "$ / 1k"], detail)]
     failed = [c for c in cells if c["errors"]]
     if failed:  # accuracy counts a failed problem as wrong: say how many failed, and why
         lines += ["", "Failures (counted as wrong in accuracy):", ""]

@@ -21,6 +21,7 @@ from statistics import mean
 import yaml
 
 from rlrefine.core.protocols import UsageError
+from rlrefine.core.tables import markdown_table
 from rlrefine.evaluation.evaluate import SCHEMA
 
 GROUPING_IGNORES = {"seed", "run_dir", "decomposer"}  # what may differ between the seeds of one configuration
@@ -199,56 +200,61 @@ def holds_up(groups: list[Group]) -> list[dict]:
 
 def markdown(groups: list[Group]) -> str:
     decomposers, solvers, table = _rows(groups)
-    lines = ["# rlrefine report", "", "| group | runs (seeds) | problems | algorithm | train solver | RL minutes |"]
-    lines.append("|---|---|---|---|---|---|")
+    runs = []
     for g in groups:
         minutes = [t.get("training", {}).get("rl_minutes") for t in g.training]
         minutes = [m for m in minutes if m is not None]
-        shown = f"{mean(minutes):.1f}" if minutes else MISSING
         n = sorted({r["n"] for r in g.results})
-        lines.append(
-            f"| {g.label} | {', '.join(g.runs)} ({len(g.runs)}) | {'/'.join(map(str, n))} | "
-            f"{g.config.get('algorithm', MISSING)} | {g.config.get('train_solver', MISSING)} | {shown} |"
+        runs.append(
+            [g.label, f"{', '.join(g.runs)} ({len(g.runs)})", "/".join(map(str, n))]
+            + [g.config.get("algorithm", MISSING), g.config.get("train_solver", MISSING)]
+            + [f"{mean(minutes):.1f}" if minutes else MISSING]
         )
+    lines = ["# rlrefine report", ""]
+    lines += markdown_table(["group", "runs (seeds)", "problems", "algorithm", "train solver", "RL minutes"], runs)
     if len({r.get("rows_key") for g in groups for r in g.results}) > 1:
         lines += ["", "**These runs were evaluated on different problems: their means are not comparable.**"]
     seeds = max(len(g.runs) for g in groups)
     lines += ["", "## Accuracy (mean over seeds, worst–best)", ""]
-    lines += ["| decomposer | " + " | ".join(solvers) + " |", "|---" * (len(solvers) + 1) + "|"]
-    for d in decomposers:
-        lines.append(f"| {d} | " + " | ".join(_fmt(_stat(table.get((d, s), [])), seeds) for s in solvers) + " |")
+    accuracy = [[d, *(_fmt(_stat(table.get((d, s), [])), seeds) for s in solvers)] for d in decomposers]
+    lines += markdown_table(["decomposer", *solvers], accuracy)
     lines += ["", "## Holds up: the training solver vs. the solvers it never saw", ""]
-    lines += ["| decomposer | seeds | train solver | acc (trained) | mean acc (unseen) | gain trained | gain unseen | "
-              "transfer ratio |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
 
     def num(value, signed=False):
         return MISSING if value is None else (f"{value:+.3f}" if signed else f"{value:.3f}")
 
-    for row in holds_up(groups):
-        lines.append(
-            f"| {row['group']}: {row['decomposer']} | {row['seeds']} | {row['train_solver']} | {num(row['trained'])} "
-            f"| {num(row['unseen'])} | {num(row['gain_trained'], True)} | {num(row['gain_unseen'], True)} | "
-            f"{num(row['transfer'])} |"
-        )
+    header = ["decomposer", "seeds", "train solver", "acc (trained)", "mean acc (unseen)", "gain trained"]
+    header += ["gain unseen", "transfer ratio"]
+    held = [
+        [f"{row['group']}: {row['decomposer']}", row["seeds"], row["train_solver"], num(row["trained"])]
+        + [num(row["unseen"]), num(row["gain_trained"], True), num(row["gain_unseen"], True), num(row["transfer"])]
+        for row in holds_up(groups)
+    ]
+    lines += markdown_table(header, held)
     domains = sorted({d for cells in table.values() for c in cells for d in c.get("by_domain", {})})
     train = trained_on(str(groups[0].config.get("train_solver", solvers[0] if solvers else "")), solvers)
     if len(domains) > 1 and train in solvers:
         lines += ["", f"## By domain (accuracy with {train}, mean over seeds)", ""]
-        lines += ["| decomposer | " + " | ".join(domains) + " |", "|---" * (len(domains) + 1) + "|"]
+        by_domain = []
         for d in decomposers:
             cells = [c for c in table.get((d, train), []) if _usable(c)]
             per = [[c["by_domain"][x] for c in cells if x in c.get("by_domain", {})] for x in domains]
-            lines.append(f"| {d} | " + " | ".join(f"{mean(v):.3f}" if v else MISSING for v in per) + " |")
+            by_domain.append([d, *(f"{mean(v):.3f}" if v else MISSING for v in per)])
+        lines += markdown_table(["decomposer", *domains], by_domain)
     lines += ["", "## Cost and format (mean over seeds)", ""]
-    lines += ["| decomposer | solver | sub-q | valid format | $ / 1k problems |", "|---|---|---|---|---|"]
+    cost = []
     for d in decomposers:
         for s in solvers:
             cells = [c for c in table.get((d, s), []) if _usable(c)]
             if cells:
-                lines.append(
-                    f"| {d} | {s} | {mean(c['mean_subquestions'] for c in cells):.2f} | "
-                    f"{mean(c['valid_format'] for c in cells):.2f} | {mean(c['cost_usd_per_1k'] for c in cells):.4f} |"
+                cost.append(
+                    [d, s, f"{mean(c['mean_subquestions'] for c in cells):.2f}"]
+                    + [
+                        f"{mean(c['valid_format'] for c in cells):.2f}",
+                        f"{mean(c['cost_usd_per_1k'] for c in cells):.4f}",
+                    ]
                 )
+    lines += markdown_table(["decomposer", "solver", "sub-q", "valid format", "$ / 1k problems"], cost)
     failed = [(d, s, c) for (d, s), cells in table.items() for c in cells if c.get("errors")]
     if failed:
         lines += ["", "Failures:", ""]

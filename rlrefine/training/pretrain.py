@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from datasets import Dataset
 
+from rlrefine.core.tables import markdown_table
 from rlrefine.data.world import DOMAINS, generate, world_config
 
 SHORT = {"depth_min": 1, "depth_max": 2, "distractors": 1}
@@ -169,7 +170,8 @@ def main(argv: list[str] | None = None) -> Path:
 
 def card(args, model, tokenizer, n_docs: int, probes: dict, losses: list[float], minutes: float) -> str:
     n_params = sum(p.numel() for p in model.parameters())
-    rows = "\n".join(f"| {k} | {v['name_copy_loss']:.3f} | {v['parent_lookup_loss']:.3f} |" for k, v in probes.items())
+    rows = [[k, f"{v['name_copy_loss']:.3f}", f"{v['parent_lookup_loss']:.3f}"] for k, v in probes.items()]
+    table = "\n".join(markdown_table(["after", "name copy loss", "parent lookup loss"], rows))
     return f"""---
 library_name: transformers
 tags: [rlrefine, tiny, world]
@@ -192,9 +194,7 @@ Copy probes on held-apart stories (nats; see `rlrefine.training.pretrain.copy_pr
 uniform over the story's entities (about 2.0 at best; 3.9 means "any name of the domain"), the parent's name
 in an evidence sentence is determined (0 at best).
 
-| after | name copy loss | parent lookup loss |
-|---|---|---|
-{rows}
+{table}
 
 Rebuild: `rlrefine pretrain --out {args.out} --seed {args.seed} --overwrite`
 """
