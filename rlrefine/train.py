@@ -20,9 +20,12 @@ from pathlib import Path
 import yaml
 
 from rlrefine.training.settings import (
+    DataArgs,
     PipelineArgs,
+    TeacherArgs,
     UsageError,
     changed_settings,
+    concern,
     parse_pipeline,
     preflight,
     refuse_clashes,
@@ -74,13 +77,10 @@ def sft_stage(args: PipelineArgs, model_args, run: Path, seed: int) -> Path:
     settings.pop("model_name_or_path")
     model_args = dataclasses.replace(model_args, model_name_or_path=args.base_model)  # LoRA etc. as configured
     script = SFTArgs(
+        **concern(args, DataArgs),
+        **concern(args, TeacherArgs),
         variant=args.sft_variant,
-        data=args.data,
-        train_limit=args.train_limit,
-        domain=args.train_domain,
-        teacher=args.teacher,
         filter_solver=args.train_solver,
-        instruction=args.instruction,
         eval_limit=0,
     )
     return train_sft(script, SFTConfig(**settings), model_args)

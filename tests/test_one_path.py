@@ -131,3 +131,45 @@ def test_an_algorithm_in_one_file_gets_its_config_and_defaults():
     args, trl_args, _ = parse_pipeline(["--algorithm", algorithm, "--run_dir", "unused"])
     assert type(trl_args) is GRPOConfig and (trl_args.max_completion_length, trl_args.num_generations) == (24, 4)
     assert trl_args.learning_rate == 1e-4  # the shared RL defaults still apply
+
+
+def test_an_algorithms_own_settings_live_on_its_config_with_their_defaults(tmp_path):
+    """RFT's rounds are ``RFTConfig``'s as PPO's critic settings are ``PPOConfig``'s: parsed there, defaulted there,
+    and named as another algorithm's when given to one that has no such setting (flag or config key)."""
+    from rlrefine.training.rft import RFTConfig
+    from rlrefine.training.settings import PipelineArgs, parse_pipeline
+
+    args, trl_args, _ = parse_pipeline(["--algorithm", "rft", "--rft_rounds", "2"])
+    assert type(trl_args) is RFTConfig and (trl_args.rft_rounds, trl_args.rft_samples) == (2, 8)
+    assert (trl_args.learning_rate, trl_args.max_steps) == (5e-4, 200)  # RFT's own defaults over the shared ones
+    assert not hasattr(args, "rft_rounds") and "rft_rounds" not in PipelineArgs.__dataclass_fields__
+    with pytest.raises(UsageError, match=r"--rft_rounds \(a setting of --algorithm rft\)"):
+        parse_pipeline(["--rft_rounds", "2"])
+    config = tmp_path / "c.yaml"
+    config.write_text("algorithm: rloo\nlam: 0.9\n")
+    with pytest.raises(UsageError, match=r"unknown config key\(s\): lam \(a setting of --algorithm ppo\)"):
+        parse_pipeline(["--config", str(config)])
+    with pytest.raises(UsageError, match=r"--nonsense; see"):  # a key no algorithm has is a plain typo
+        parse_pipeline(["--nonsense", "1"])
+
+
+def test_the_pipeline_settings_are_its_concerns_and_sft_shares_data_and_teacher():
+    """``PipelineArgs`` is the composition of one dataclass per concern (each field in exactly one), and
+    ``rlrefine sft`` parses the same data and teacher concerns (``--domain`` still reads as ``--train_domain``)."""
+    from dataclasses import fields
+
+    from rlrefine.core.settings import parse_config
+    from rlrefine.training import settings
+    from rlrefine.training.sft import SFTArgs
+
+    concerns = [settings.DataArgs, settings.TeacherArgs, settings.DistillStage, settings.RLStage]
+    concerns += [settings.EvalStage, settings.RunArgs]
+    names = [f.name for c in concerns for f in fields(c)]
+    assert sorted(names) == sorted(f.name for f in fields(settings.PipelineArgs)) and len(set(names)) == len(names)
+    assert issubclass(SFTArgs, settings.DataArgs) and issubclass(SFTArgs, settings.TeacherArgs)
+    for flag in ("--domain", "--train_domain"):
+        (script,) = parse_config(SFTArgs, [flag, "money", "--instruction", "null"], "rlrefine sft")
+        assert (script.train_domain, script.instruction) == ("money", None)
+    args = settings.PipelineArgs(train_domain="money", train_limit=5, teacher="oracle", instruction=None)
+    assert settings.concern(args, settings.DataArgs) == {"data": "world", "train_limit": 5, "train_domain": "money"}
+    assert settings.concern(args, settings.TeacherArgs) == {"teacher": "oracle", "instruction": None}

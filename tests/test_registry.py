@@ -164,9 +164,7 @@ def test_every_builtin_resolves_to_what_its_kind_is(test_rows, reward_batch):
     assert set(build("dataset", "world:small")) == {"train", "validation", "test"}
     for name in BUILTIN["algorithm"]:
         algorithm = build("algorithm", name)
-        assert _IS["algorithm"](algorithm) and algorithm.config.__name__.lower().startswith(
-            ("grpo", "rloo", "ppo", "sft")
-        )
+        assert _IS["algorithm"](algorithm) and algorithm.config.__name__.lower() == f"{name}config"
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,11 @@ import yaml
 from rlrefine.core.protocols import UsageError
 
 
-def parse_config(dataclass_types, argv: list[str] | None, prog: str, defaults: dict | None = None) -> tuple:
-    """Parse ``--config FILE.yaml`` plus flags into dataclasses (TRL's style); typos name the key."""
+def parse_config(
+    dataclass_types, argv: list[str] | None, prog: str, defaults: dict | None = None, elsewhere: dict | None = None
+) -> tuple:
+    """Parse ``--config FILE.yaml`` plus flags into dataclasses (TRL's style); typos name the key, and a key that
+    belongs to other settings says whose (``elsewhere``: key -> "a setting of ...")."""
     from trl import TrlParser
 
     types = dataclass_types if isinstance(dataclass_types, (list, tuple)) else [dataclass_types]
@@ -25,11 +28,16 @@ def parse_config(dataclass_types, argv: list[str] | None, prog: str, defaults: d
     *parsed, in_file, on_line = parser.parse_args_and_config(
         argv, return_remaining_strings=True, separate_remaining_strings=True
     )
+
+    def named(key: str) -> str:
+        where = (elsewhere or {}).get(key.lstrip("-").split("=")[0])
+        return f"{key} ({where})" if where else key
+
     if in_file:
-        raise UsageError(f"unknown config key(s): {', '.join(k[2:] for k in in_file[::2])}")
+        raise UsageError(f"unknown config key(s): {', '.join(named(k[2:]) for k in in_file[::2])}")
     if on_line:
         flags = [a for a in on_line if a.startswith("-")] or on_line
-        raise UsageError(f"unknown flag(s) or stray value(s): {' '.join(flags)}; see {prog} --help")
+        raise UsageError(f"unknown flag(s) or stray value(s): {' '.join(map(named, flags))}; see {prog} --help")
     for obj in parsed:  # a flag reads like YAML: `--instruction null` is None, as `instruction: null` in a file
         hints = {k: str(v) for c in reversed(type(obj).__mro__) for k, v in getattr(c, "__annotations__", {}).items()}
         for name, hint in hints.items():

@@ -7,16 +7,40 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer, SFTConfig
+from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
 
 from rlrefine.training.ppo import PPOConfig, PPOTrainer
+from rlrefine.training.rft import RFTConfig
+from rlrefine.training.trainers import TRAINER_DEFAULTS
+
+# TRL settings that suit the tiny world policy on a CPU; a config file or flags override any of them.
+RL_DEFAULTS = {
+    "learning_rate": 1e-4,
+    "lr_scheduler_type": "constant_with_warmup",
+    "warmup_steps": 10,
+    "max_steps": 300,
+    "per_device_train_batch_size": 32,
+    "num_generations": 8,
+    "max_completion_length": 48,
+    "temperature": 1.0,
+    "beta": 0.0,
+    "logging_steps": 10,
+    "save_steps": 50,
+    "seed": 0,
+}
 
 
 @dataclass(frozen=True)
 class Algorithm:
-    config: type
+    config: type  # TRL's config class, holding the algorithm's own settings too (PPO's critic, RFT's rounds)
     trainer: type | None  # None: rejection-sampling fine-tuning, rounds of TRL's SFTTrainer (rlrefine.training.rft)
-    defaults: dict = field(default_factory=dict)  # over the shared RL defaults (config.RL_DEFAULTS) it has fields for
+    defaults: dict = field(default_factory=dict)  # over the shared defaults above that its config has fields for
+
+    def trl_defaults(self) -> dict:
+        """Our defaults over TRL's for this algorithm: the shared ones its config has fields for (RFT's rounds are
+        SFT: no generation settings), then its own."""
+        shared = {**RL_DEFAULTS, **TRAINER_DEFAULTS}
+        return {**{k: v for k, v in shared.items() if k in self.config.__dataclass_fields__}, **self.defaults}
 
 
 GRPO = Algorithm(GRPOConfig, GRPOTrainer)
@@ -24,4 +48,4 @@ RLOO = Algorithm(RLOOConfig, RLOOTrainer)
 # GAE lambda 1 (returns minus the critic's value) and no KL in the reward: the best of the settings README's PPO
 # section measured
 PPO = Algorithm(PPOConfig, PPOTrainer, {"lam": 1.0, "kl_coef": 0.0})
-RFT = Algorithm(SFTConfig, None, {"learning_rate": 5e-4, "max_steps": 200, "max_length": 256})
+RFT = Algorithm(RFTConfig, None, {"learning_rate": 5e-4, "max_steps": 200, "max_length": 256})

@@ -12,13 +12,26 @@ import logging
 import random
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from datasets import Dataset
+from trl import SFTConfig
 
 from rlrefine.core.format import decomposer_messages
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class RFTConfig(SFTConfig):
+    """TRL's ``SFTConfig`` for the fine-tuning rounds, plus RFT's own settings (as ``PPOConfig`` holds PPO's)."""
+
+    rft_samples: int = field(default=8, metadata={"help": "RFT: decompositions sampled per problem"})
+    rft_problems: int = field(
+        default=250, metadata={"help": "RFT: problems sampled per round (small rounds: more of them fit a budget)"}
+    )
+    rft_rounds: int = field(default=3, metadata={"help": "RFT: sample -> filter -> SFT rounds"})
 
 
 def collect(
@@ -46,8 +59,8 @@ def collect(
     return kept, {"problems": len(rows), "pass_at_k": len(solved) / max(len(rows), 1), "kept": len(kept)}
 
 
-def rft(args, sft_config, start: Path, out: Path, dtype: str = "float32") -> Path:
-    """``args.rft_rounds`` rounds of sample -> filter -> SFT, within ``args.rl_minutes`` if set.
+def rft(args, sft_config: RFTConfig, start: Path, out: Path, dtype: str = "float32") -> Path:
+    """``rft_rounds`` rounds of sample -> filter -> SFT, within ``args.rl_minutes`` if set.
 
     Each finished round is recorded in ``rl.work/rounds.json``; with ``--resume`` a killed run continues after the
     last finished round (same problems per round as an unbroken run; the finished rounds' time counts against
@@ -73,17 +86,17 @@ def rft(args, sft_config, start: Path, out: Path, dtype: str = "float32") -> Pat
     state.wait_for_everyone()
     current = work / f"round-{len(history) - 1}" / "model" if history else start
     for _ in history:  # draw the finished rounds' problems again, so later rounds get the same ones
-        rng.sample(rows, min(args.rft_problems, len(rows)))
+        rng.sample(rows, min(sft_config.rft_problems, len(rows)))
     spent = sum(h.get("seconds", 0.0) for h in history)  # a resumed run has only what is left of its budget
     deadline = None if args.rl_minutes is None else time.monotonic() + 60 * args.rl_minutes - spent
     began = time.perf_counter()
-    for round_ in range(len(history), args.rft_rounds):
+    for round_ in range(len(history), sft_config.rft_rounds):
         round_began = time.perf_counter()
         if deadline is not None and time.monotonic() > deadline and current != start:
             break  # out of time; a first round always runs (as a trainer's first step does), so there is a model
-        batch = rng.sample(rows, min(args.rft_problems, len(rows)))
+        batch = rng.sample(rows, min(sft_config.rft_problems, len(rows)))
         kept, stats = collect(
-            current, batch, args.train_solver, args.rft_samples, sft_config.seed + round_, args.instruction
+            current, batch, args.train_solver, sft_config.rft_samples, sft_config.seed + round_, args.instruction
         )
         if not kept:
             history.append({"round": round_, **stats})

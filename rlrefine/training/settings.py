@@ -17,21 +17,6 @@ DEFAULT_REWARDS = [
     {"name": "solver", "subquestion_cost": 0.05},  # the solver is --train_solver
     {"name": "format", "weight": 0.1},
 ]
-# TRL settings that suit the tiny world policy on a CPU; a config file or flags override any of them.
-RL_DEFAULTS = {
-    "learning_rate": 1e-4,
-    "lr_scheduler_type": "constant_with_warmup",
-    "warmup_steps": 10,
-    "max_steps": 300,
-    "per_device_train_batch_size": 32,
-    "num_generations": 8,
-    "max_completion_length": 48,
-    "temperature": 1.0,
-    "beta": 0.0,
-    "logging_steps": 10,
-    "save_steps": 50,
-    "seed": 0,
-}
 
 
 def algorithm_of(name: str):
@@ -42,44 +27,62 @@ def algorithm_of(name: str):
 
 
 def defaults_for(algorithm: str) -> dict:
-    """Our TRL defaults for an algorithm: the shared ones its config class has fields for (RFT's rounds are SFT: no
-    generation settings), then the algorithm's own."""
-    from rlrefine.training.trainers import TRAINER_DEFAULTS
+    """Our TRL defaults for an algorithm (``Algorithm.trl_defaults``, beside the algorithms)."""
+    return algorithm_of(algorithm).trl_defaults()
 
-    chosen = algorithm_of(algorithm)
-    valid = chosen.config.__dataclass_fields__
-    return {**{k: v for k, v in {**RL_DEFAULTS, **TRAINER_DEFAULTS}.items() if k in valid}, **chosen.defaults}
+
+# The pipeline's settings, one dataclass per concern; ``PipelineArgs`` composes them (as TRL's scripts compose
+# ``ScriptArguments``, the trainer's config and ``ModelConfig``), and every stage reads the concerns it needs.
 
 
 @dataclass
-class PipelineArgs:
-    """The pipeline's own settings (``rlrefine/train.py``); TRL's trainer settings are parsed next to these."""
+class DataArgs:
+    """Which problems training reads (``rlrefine sft`` and every stage of ``train.py``)."""
 
     data: str = field(default="world", metadata={"help": "dataset name or path (train / validation / test splits)"})
-    run_dir: str = field(default="runs/default", metadata={"help": "everything this run writes"})
-    algorithm: str = field(
-        default="grpo", metadata={"help": "grpo, rloo, ppo, rft or a plugin (rlrefine.training.algorithms)"}
-    )
-    base_model: str = field(default="base", metadata={"help": "what the SFT student starts from"})
-    decomposer: str | None = field(default=None, metadata={"help": "start RL from this decomposer; skips SFT"})
-    sft_variant: str = field(default="sd-t", metadata={"help": "sd-t, sd-r or oracle"})
-    sft: str | None = field(default=None, metadata={"help": "SFTConfig overrides for the SFT stage (a YAML mapping)"})
-    teacher: str = field(default="teacher")
+    train_limit: int | None = field(default=None, metadata={"help": "use the first N training problems"})
+    train_domain: str | None = field(default=None, metadata={"help": "train on one domain only (transfer ablation)"})
+
+
+@dataclass
+class TeacherArgs:
+    """What the student learns from, and the prompt it is trained and run with."""
+
+    teacher: str = field(default="teacher", metadata={"help": "teacher decomposer spec"})
     instruction: str | None = field(
         default="", metadata={"help": "the decomposer prompt's instruction: '' none (tiny models), null the paper's"}
     )
+
+
+@dataclass
+class DistillStage:
+    """The SFT stage of the pipeline (``rlrefine sft`` has the same through ``SFTArgs``)."""
+
+    base_model: str = field(default="base", metadata={"help": "what the SFT student starts from"})
+    sft_variant: str = field(default="sd-t", metadata={"help": "sd-t, sd-r or oracle"})
+    sft: str | None = field(default=None, metadata={"help": "SFTConfig overrides for the SFT stage (a YAML mapping)"})
+
+
+@dataclass
+class RLStage:
+    """The RL stage: the algorithm's own settings are its TRL config's (``RFTConfig``'s rounds, ``PPOConfig``'s
+    critic), these are what every algorithm shares."""
+
+    algorithm: str = field(
+        default="grpo", metadata={"help": "grpo, rloo, ppo, rft or a plugin (rlrefine.training.algorithms)"}
+    )
+    decomposer: str | None = field(default=None, metadata={"help": "start RL from this decomposer; skips SFT"})
     train_solver: str = field(default="hops=1", metadata={"help": "the frozen solver whose correctness is the reward"})
     rewards: str | None = field(
         default=None, metadata={"help": "reward plugins: a YAML list (on the command line too: '[{name: solver}]')"}
     )
-    train_limit: int | None = field(default=None, metadata={"help": "use the first N training problems"})
-    train_domain: str | None = field(default=None, metadata={"help": "train on one domain only (transfer ablation)"})
     rl_minutes: float | None = field(default=None, metadata={"help": "wall-clock budget of the RL stage"})
-    rft_samples: int = field(default=8, metadata={"help": "RFT: decompositions sampled per problem"})
-    rft_problems: int = field(
-        default=250, metadata={"help": "RFT: problems sampled per round (small rounds: more of them fit a budget)"}
-    )
-    rft_rounds: int = field(default=3, metadata={"help": "RFT: sample -> filter -> SFT rounds"})
+
+
+@dataclass
+class EvalStage:
+    """The final evaluation: ``rlrefine eval``'s settings (``EvalArgs``) under an ``eval_`` prefix, plus pass@k."""
+
     eval_split: str = field(default="test")
     eval_limit: int | None = field(default=1000)
     eval_solvers: list[str] | None = field(default=None, metadata={"help": "default: the default solver set"})
@@ -91,8 +94,21 @@ class PipelineArgs:
     eval_cache: str | None = field(
         default=None, metadata={"help": "an evaluation cache shared by runs (default: RUN/eval); cells are reused"}
     )
+
+
+@dataclass
+class RunArgs:
+    """Where the run lives, and what to do with one that is there."""
+
+    run_dir: str = field(default="runs/default", metadata={"help": "everything this run writes"})
     resume: bool = field(default=False, metadata={"help": "continue a killed run in run_dir"})
     overwrite: bool = field(default=False, metadata={"help": "delete run_dir and start over"})
+
+
+@dataclass
+class PipelineArgs(RunArgs, EvalStage, RLStage, DistillStage, TeacherArgs, DataArgs):
+    """The pipeline's own settings (``rlrefine/train.py``), one flat set of flags over the concerns above; TRL's
+    trainer settings are parsed next to these."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.sft, dict):
@@ -102,6 +118,11 @@ class PipelineArgs:
         elif isinstance(self.rewards, str):
             self.rewards = inline("rewards", self.rewards, list)
         algorithm_of(self.algorithm)  # an unknown one fails here, listing the valid ones
+
+
+def concern(args, cls) -> dict:
+    """The settings of one concern (a dataclass above) out of a composed object, to hand to what takes that concern."""
+    return {f.name: getattr(args, f.name) for f in fields(cls)}
 
 
 def trl_config_class(algorithm: str):
@@ -119,9 +140,17 @@ def parse_pipeline(argv: list[str] | None):
     """Pipeline settings plus the TRL config of the chosen algorithm, from ``--config`` and flags."""
     from trl import ModelConfig
 
+    from rlrefine.core.registry import known
+
     argv = list(sys.argv[1:] if argv is None else argv)
     algorithm, _, defaults = _sources(argv)
-    return parse_config([PipelineArgs, trl_config_class(algorithm), ModelConfig], argv, "rlrefine train", defaults)
+    mine = trl_config_class(algorithm).__dataclass_fields__
+    elsewhere = {}  # another algorithm's own settings (RFT's rounds under --algorithm grpo) say whose they are
+    for other in reversed(known("algorithm")):
+        for key in trl_config_class(other).__dataclass_fields__.keys() - mine:
+            elsewhere[key] = f"a setting of --algorithm {other}"
+    classes = [PipelineArgs, trl_config_class(algorithm), ModelConfig]
+    return parse_config(classes, argv, "rlrefine train", defaults, elsewhere)
 
 
 def run_config(argv: list[str], args: PipelineArgs, trl_args, model_args) -> dict:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from rlrefine.core.atomic import write_json, write_text
 from rlrefine.core.protocols import UsageError
+from rlrefine.core.tables import markdown_table
+from rlrefine.training.settings import DataArgs, TeacherArgs
 from rlrefine.training.trainers import (
     TRAINER_DEFAULTS,
     TimeBudget,
@@ -43,19 +45,16 @@ TINY_DEFAULTS = {
 
 
 @dataclass
-class SFTArgs:
-    """What to distill; the rest of the flags are TRL's ``SFTConfig`` and ``ModelConfig``."""
+class SFTArgs(TeacherArgs, DataArgs):
+    """What to distill (the data and teacher concerns are the pipeline's own); the rest of the flags are TRL's
+    ``SFTConfig`` and ``ModelConfig``."""
 
+    train_domain: str | None = field(
+        default=None, metadata={"help": "train on this domain's problems only", "aliases": ["--domain"]}
+    )
     role: str = field(default="decomposer", metadata={"help": "decomposer or solver"})
     variant: str = field(
         default="sd-t", metadata={"help": "decomposer: sd-t, sd-r, oracle; solver: onehop, se-t, se-a"}
-    )
-    data: str = field(default="world")
-    train_limit: int | None = field(default=None, metadata={"help": "use the first N training problems"})
-    domain: str | None = field(default=None, metadata={"help": "train on this domain's problems only"})
-    teacher: str = field(default="teacher", metadata={"help": "teacher decomposer spec"})
-    instruction: str | None = field(
-        default="", metadata={"help": "decomposer prompt's instruction: '' none (tiny models); null the paper's"}
     )
     filter_solver: str = field(default="hops=1", metadata={"help": "SD-R keeps what this solver answers right"})
     eval_solvers: list[str] = field(default_factory=lambda: ["hops=1", "hops=2"], metadata={"help": "for the card"})
@@ -69,7 +68,7 @@ def distillation_data(script: SFTArgs):
     from rlrefine.data import load_split
     from rlrefine.training.distill import decomposer_dataset, solver_dataset
 
-    rows = list(load_split(script.data, "train", script.train_limit, script.domain))
+    rows = list(load_split(script.data, "train", script.train_limit, script.train_domain))
     if script.role == "decomposer":
         return lambda: decomposer_dataset(
             rows, script.variant, script.teacher, script.filter_solver, script.instruction
@@ -175,15 +174,13 @@ def model_card(facts: dict, report: dict | None) -> str:
             "",
             f"Validation ({report['n']} problems):",
             "",
-            "| decomposer | solver | accuracy | sub-q | oracle match |",
-            "|---|---|---|---|---|",
         ]
-        for c in report["cells"]:
-            match = c.get("oracle_match")
-            lines.append(
-                f"| {c['decomposer']} | {c['solver']} | {c['accuracy']:.3f} | {c['mean_subquestions']:.2f} | "
-                f"{'' if match is None else f'{match:.3f}'} |"
-            )
+        cells = [
+            [c["decomposer"], c["solver"], f"{c['accuracy']:.3f}", f"{c['mean_subquestions']:.2f}"]
+            + ["" if c.get("oracle_match") is None else f"{c['oracle_match']:.3f}"]
+            for c in report["cells"]
+        ]
+        lines += markdown_table(["decomposer", "solver", "accuracy", "sub-q", "oracle match"], cells)
     return "\n".join(lines) + "\n"
 
 
