@@ -198,8 +198,8 @@ def holds_up(groups: list[Group]) -> list[dict]:
     return out
 
 
-def markdown(groups: list[Group]) -> str:
-    decomposers, solvers, table = _rows(groups)
+def _runs_table(groups: list[Group]) -> list[str]:
+    """One line per group: its runs, problems, algorithm, training solver and mean RL minutes."""
     runs = []
     for g in groups:
         minutes = [t.get("training", {}).get("rl_minutes") for t in g.training]
@@ -210,8 +210,12 @@ def markdown(groups: list[Group]) -> str:
             + [g.config.get("algorithm", MISSING), g.config.get("train_solver", MISSING)]
             + [f"{mean(minutes):.1f}" if minutes else MISSING]
         )
-    lines = ["# rlrefine report", ""]
-    lines += markdown_table(["group", "runs (seeds)", "problems", "algorithm", "train solver", "RL minutes"], runs)
+    return markdown_table(["group", "runs (seeds)", "problems", "algorithm", "train solver", "RL minutes"], runs)
+
+
+def markdown(groups: list[Group]) -> str:
+    decomposers, solvers, table = _rows(groups)
+    lines = ["# rlrefine report", "", *_runs_table(groups)]
     if len({r.get("rows_key") for g in groups for r in g.results}) > 1:
         lines += ["", "**These runs were evaluated on different problems: their means are not comparable.**"]
     seeds = max(len(g.runs) for g in groups)
