@@ -167,6 +167,10 @@ def test_the_pipeline_settings_are_its_concerns_and_sft_shares_data_and_teacher(
     names = [f.name for c in concerns for f in fields(c)]
     assert sorted(names) == sorted(f.name for f in fields(settings.PipelineArgs)) and len(set(names)) == len(names)
     assert issubclass(SFTArgs, settings.DataArgs) and issubclass(SFTArgs, settings.TeacherArgs)
+    from rlrefine.evaluation.evaluate import EvalArgs  # the evaluation concern is rlrefine eval's, prefixed
+
+    shared = {f"eval_{f.name}" for f in fields(EvalArgs)} & {f.name for f in fields(settings.EvalStage)}
+    assert shared == {"eval_split", "eval_limit", "eval_solvers", "eval_modes"}
     for flag in ("--domain", "--train_domain"):
         (script,) = parse_config(SFTArgs, [flag, "money", "--instruction", "null"], "rlrefine sft")
         assert (script.train_domain, script.instruction) == ("money", None)
