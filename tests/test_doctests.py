@@ -8,11 +8,19 @@ import warnings
 import pytest
 from helpers import ROOT
 
+
+def _module(path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(("rlrefine", *parts) if parts[0] == "rewards" else parts)  # rewards/ installs as rlrefine.rewards
+
+
 MODULES = sorted(
-    ".".join(p.relative_to(ROOT).with_suffix("").parts).replace("rewards.", "rlrefine.rewards.", 1)
-    for folder in ("rlrefine", "rewards")
-    for p in (ROOT / folder).rglob("*.py")
-    if p.name != "__init__.py" and "assets" not in p.parts and ">>>" in p.read_text()
+    {
+        _module(p)
+        for folder in ("rlrefine", "rewards")
+        for p in (ROOT / folder).rglob("*.py")
+        if p.name != "__init__.py" and "assets" not in p.parts and ">>>" in p.read_text()
+    }
 )
 
 
