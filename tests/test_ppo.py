@@ -192,3 +192,69 @@ def test_killed_ppo_resumes_with_its_critic(tiny_decomposer, tmp_path, kill_at_c
     assert done.returncode == 0, done.stderr[-3000:]
     facts = json.loads((run / "rl" / "eval.json").read_text())["training"]
     assert facts["resumed_from"].endswith(checkpoint.name) and facts["steps"] == 8
+
+
+def _bare_trainer(model_dir: Path, out: Path, dtype: str = "float32", peft_config=None, **settings) -> PPOTrainer:
+    """A PPO trainer on the untrained tiny model (fast tier): what the critic is built as, not what it learns."""
+    from transformers import AutoModelForCausalLM
+
+    from rlrefine.engines.models import load_tokenizer
+    from rlrefine.training.rl import build_rewards, train_dataset
+    from rlrefine.training.settings import PipelineArgs, defaults_for
+
+    tokenizer = load_tokenizer(model_dir)
+    funcs, weights = build_rewards([{"name": "solver"}], "hops=1", tokenizer)
+    config = {**defaults_for("ppo"), "output_dir": str(out), "per_device_train_batch_size": 8, "num_generations": 4}
+    config.update(max_completion_length=8, logging_steps=1, save_strategy="no", reward_weights=weights, **settings)
+    return PPOTrainer(
+        model=AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype),
+        reward_funcs=funcs,
+        args=PPOConfig(**config),
+        train_dataset=train_dataset(PipelineArgs(data="world:small", train_limit=8)),
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
+
+
+def test_the_critic_is_trained_as_the_policy_is(tiny_model_dir, tmp_path):
+    """A separate critic takes the policy's dtype, LoRA adapters of the policy's settings (its score head trained whole,
+    the backbone frozen: not a second full fine-tuning beside a LoRA policy) and activation checkpointing; one step
+    moves exactly the adapters and the head."""
+    from peft import LoraConfig
+
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    trainer = _bare_trainer(
+        tiny_model_dir,
+        tmp_path / "ppo",
+        "bfloat16",
+        lora,
+        max_steps=1,
+        learning_rate=1e-2,
+        warmup_steps=0,
+        activation_checkpointing=True,
+    )
+    critic = trainer.accelerator.unwrap_model(trainer.critic)
+    trainable = {n for n, p in critic.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n or ".score." in n for n in trainable), trainable
+    assert any(".score." in n for n in trainable) and any("lora_B" in n for n in trainable)
+    frozen = {n: p.detach().clone() for n, p in critic.named_parameters() if not p.requires_grad}
+    assert {p.dtype for n, p in frozen.items()} == {torch.bfloat16}  # the backbone as the policy's
+    assert critic.base_model.model.is_activation_checkpointing
+    before = {n: p.detach().clone() for n, p in critic.named_parameters() if n in trainable}
+    trainer.train()
+    assert all(torch.equal(p, frozen[n]) for n, p in critic.named_parameters() if n in frozen)
+    moved = {n for n, p in critic.named_parameters() if n in before and not torch.equal(p, before[n])}
+    assert any("lora_B" in n for n in moved) and any(".score." in n for n in moved), moved
+
+
+def test_the_critic_reads_a_generation_batch_in_chunks_with_the_same_values(tiny_model_dir, tmp_path):
+    trainer = _bare_trainer(tiny_model_dir, tmp_path / "ppo")
+    torch.manual_seed(0)
+    ids = torch.randint(5, 100, (7, 12))
+    mask = torch.ones_like(ids)
+    mask[2, :4] = 0  # left padding, as generation pads prompts
+    mask[5, :7] = 0
+    whole = trainer._values(ids, mask, length=5)
+    assert whole.shape == (7, 5)
+    for chunk in (1, 3, 7, 8):
+        assert torch.allclose(trainer._values(ids, mask, length=5, chunk=chunk), whole, atol=1e-5)

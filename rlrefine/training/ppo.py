@@ -6,7 +6,8 @@ a sample), the clipped policy loss, several epochs over each batch of rollouts (
 accelerate and PEFT. What PPO changes is ours:
 
 - the critic: a separate value model (a token-classification head on a copy of the policy's backbone, initialised
-  from the start decomposer or from ``critic_model``), or with ``critic: shared`` a value head on the policy's own
+  from the start decomposer or from ``critic_model``, in the policy's dtype, with LoRA and activation checkpointing
+  when the policy has them), or with ``critic: shared`` a value head on the policy's own
   backbone; trained with a clipped value loss beside the policy, in the same optimizer (its own learning rate),
   checkpointed with the run and restored by ``--resume``;
 - the advantages: GAE(gamma, lambda) over the critic's per-token values, with the sequence reward at the last token and
@@ -15,6 +16,7 @@ accelerate and PEFT. What PPO changes is ours:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -162,24 +164,46 @@ class ValueHead(nn.Module):
 class PPOTrainer(GRPOTrainer):
     """GRPO's trainer with a critic: see the module docstring for what is TRL's and what is ours."""
 
-    def __init__(self, *args, critic_dtype: torch.dtype = torch.float32, **kwargs) -> None:
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if self.args.critic == "shared":
             if self.accelerator.num_processes > 1:  # DDP cannot see a second forward through the policy's weights
                 raise UsageError("critic: shared runs in one process; use critic: separate with several processes")
             hidden = self.accelerator.unwrap_model(self.model).config.hidden_size
             self.critic = ValueHead(lambda: self.accelerator.unwrap_model(self.model), hidden).to(self.model.device)
-        else:
-            start = self.args.critic_model or self.model.config._name_or_path
-            critic = AutoModelForTokenClassification.from_pretrained(start, num_labels=1, dtype=critic_dtype)
-            critic.config.pad_token_id = self.processing_class.pad_token_id
-            disable_dropout_in_model(critic)  # the classification head's dropout would make the values noisy targets
-            self.critic = self.accelerator.prepare_model(critic)  # its own DDP wrapper with several processes
+        else:  # its own DDP wrapper with several processes
+            self.critic = self.accelerator.prepare_model(self._separate_critic(kwargs.get("peft_config")))
         self._sequence_rewards: torch.Tensor | None = None
         if self.args.kl_coef and self.ref_model is None and not hasattr(self.model, "disable_adapter"):
             from trl.models import create_reference_model
 
             self.ref_model = self.accelerator.prepare_model(create_reference_model(self.model), evaluation_mode=True)
+
+    def _separate_critic(self, peft_config) -> nn.Module:
+        """The critic trained as the policy is: in its dtype, with LoRA adapters of the same settings when the policy
+        has them (the value head trained whole), with activation checkpointing when the policy uses it."""
+        policy = self.accelerator.unwrap_model(self.model)
+        start = self.args.critic_model or policy.config._name_or_path
+        critic = AutoModelForTokenClassification.from_pretrained(start, num_labels=1, dtype=policy.dtype)
+        critic.config.pad_token_id = self.processing_class.pad_token_id
+        disable_dropout_in_model(critic)  # the classification head's dropout would make the values noisy targets
+        checkpointing = (
+            self.args.activation_checkpointing
+        )  # transformers' own keys in its kwargs, as Trainer reads them
+        if checkpointing:
+            kwargs = dict(self.args.activation_checkpointing_kwargs or {})
+            every, offload = kwargs.pop("every_n_layers", 1), kwargs.pop("offload", False)
+            critic.activation_checkpointing_enable(kwargs or None, every_n_layers=every, offload=offload)
+        if peft_config is not None:
+            from peft import get_peft_model
+
+            if checkpointing:
+                critic.enable_input_require_grads()  # frozen embeddings: the checkpointed blocks still get gradients
+            # the policy's modules_to_save (an lm_head) are not the critic's: PEFT keeps its score head trainable
+            critic = get_peft_model(
+                critic, dataclasses.replace(peft_config, task_type="TOKEN_CLS", modules_to_save=None)
+            )
+        return critic
 
     # -- the critic trains in the trainer's optimizer, and is saved and restored with its checkpoints --------------
 
@@ -207,10 +231,17 @@ class PPOTrainer(GRPOTrainer):
 
     # -- rollouts: per-token values, rewards and GAE advantages ----------------------------------------------------
 
-    def _values(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, length: int) -> torch.Tensor:
-        """V(s_t) for each completion token t: the critic's output at the position before it."""
-        out = self.critic(input_ids=input_ids, attention_mask=attention_mask).logits[..., 0]
-        return out[:, -length - 1 : -1].float()
+    def _values(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, length: int, chunk: int = 0
+    ) -> torch.Tensor:
+        """V(s_t) for each completion token t: the critic's output at the position before it; ``chunk`` rows at a time
+        (a whole generation batch at once would hold every row's activations)."""
+        chunk = chunk or len(input_ids)
+        out = [
+            self.critic(input_ids=input_ids[i : i + chunk], attention_mask=attention_mask[i : i + chunk]).logits[..., 0]
+            for i in range(0, len(input_ids), chunk)
+        ]
+        return torch.cat(out)[:, -length - 1 : -1].float()
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
@@ -228,7 +259,7 @@ class PPOTrainer(GRPOTrainer):
         mask, length = out["completion_mask"].float(), out["completion_ids"].size(1)
         scored = ~torch.isnan(self._sequence_rewards)
         with torch.no_grad():
-            values = self._values(ids, attention, length)
+            values = self._values(ids, attention, length, chunk=self.args.per_device_train_batch_size)
             kl = None
             if self.args.kl_coef:
                 kl = self._policy_logps(out, ids, attention, length) - self._reference_logps(ids, attention, length)
