@@ -79,3 +79,33 @@ def test_generation_stops_at_the_models_own_end_of_turn_token(tiny_model_dir, te
     model.generation_config.eos_token_id = [tok.eos_token_id, first]
     reply = generate(model, tok, conversation, max_new_tokens=24)[0][0]
     assert reply.finished and reply.completion_tokens == 1
+
+
+def test_a_frozen_model_computes_as_on_one_process_when_loaded_as_fsdps_second_process(tiny_model_dir):
+    """Under FSDP with CPU-RAM-efficient loading (``configs/accelerate/fsdp2.yaml``), transformers may load a model
+    on processes other than the first with placeholders for FSDP to fill in from the first: only the model FSDP wraps
+    ever is. A frozen solver or an evaluation model (``load``) must compute there as it does alone. (With transformers
+    5.25 it does: the weights and the rotary buffers load on every process; this test says when that changes.)"""
+    import subprocess
+    import sys
+
+    script = f"""
+import os, torch, torch.distributed as dist
+from transformers import AutoModelForCausalLM
+from rlrefine.engines.models import load
+path = {str(tiny_model_dir)!r}
+ids = torch.tensor([[5, 17, 42, 9, 3, 77]])
+def logits(model):
+    with torch.no_grad():
+        return model(input_ids=ids).logits
+alone = logits(AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32))
+os.environ.update(ACCELERATE_USE_FSDP="true", FSDP_CPU_RAM_EFFICIENT_LOADING="true", LOCAL_RANK="1")
+dist.init_process_group("gloo", init_method="tcp://127.0.0.1:0", rank=0, world_size=1)
+from transformers.distributed.fsdp import is_fsdp_enabled
+from transformers.distributed.utils import is_local_dist_rank_0
+print("second", is_fsdp_enabled() and not is_local_dist_rank_0())
+print("same", torch.equal(logits(load(path, dtype=torch.float32, device="cpu")[0]), alone))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split()[-4:] == ["second", "True", "same", "True"], out.stdout  # loaded as FSDP's second process

@@ -136,7 +136,7 @@ def refine(args: PipelineArgs, trl_args, model_args, start: Path, run: Path) -> 
 
     from rlrefine.engines.models import load_tokenizer
     from rlrefine.training.settings import algorithm_of
-    from rlrefine.training.trainers import TimeBudget, last_checkpoint, publish, train_dtype
+    from rlrefine.training.trainers import TimeBudget, last_checkpoint, publish, save_final, train_dtype
 
     out = run / "rl"
     if (out / "config.json").exists():
@@ -182,8 +182,9 @@ def refine(args: PipelineArgs, trl_args, model_args, start: Path, run: Path) -> 
         f"# rlrefine decomposer ({args.algorithm})\n\nRefined with TRL's {trainer_class.__name__} from `{start}` "
         f"against the frozen solver `{args.train_solver}`.\n\n```json\n{json.dumps(facts, indent=2)}\n```\n"
     )
+    final = save_final(trainer, work / "final")  # every process: ZeRO-3 and FSDP gather the weights here
     if trainer.accelerator.is_main_process:
-        publish(trainer, out, card, {"training": facts, "log_history": trainer.state.log_history})
+        publish(final, out, card, {"training": facts, "log_history": trainer.state.log_history})
         shutil.rmtree(work, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
     return out

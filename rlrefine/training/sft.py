@@ -24,6 +24,7 @@ from rlrefine.training.trainers import (
     last_checkpoint,
     prepare_output,
     publish,
+    save_final,
     train_dtype,
 )
 
@@ -117,8 +118,9 @@ def train_sft(script: SFTArgs, training_args, model_args) -> Path:
     }
     facts["resumed_from"] = resumed
     facts["log_history"] = trainer.state.log_history
+    final = save_final(trainer, work / "final")  # every process: ZeRO-3 and FSDP gather the weights here
     if trainer.accelerator.is_main_process:
-        publish(trainer, out, model_card(facts, None))
+        publish(final, out, model_card(facts, None))
         report = validation_report(out, script) if script.eval_limit else None
         write_text(out / "README.md", model_card(facts, report))
         write_json(out / "eval.json", {"training": facts, "validation": report})

@@ -111,22 +111,35 @@ def prepare_output(out: Path, overwrite: bool) -> Path:
     return work
 
 
-def publish(trainer, out: Path, card: str, extra: dict | None = None, facts: str = "eval.json") -> None:
-    """Save the final model (a trainer's, or a saved model folder) next to ``out`` and swap it in with renames:
-    never a half-written model, and the old one stays until the new one is in place. ``extra`` goes to ``facts``."""
-    staging = out.with_name(f".{out.name}.staging")
-    shutil.rmtree(staging, ignore_errors=True)
-    if isinstance(trainer, (str, Path)):
-        shutil.copytree(trainer, staging)
-    else:
-        model = trainer.model
-        if hasattr(model, "merge_and_unload"):  # LoRA: ship a plain model that loads anywhere by path
-            model = model.merge_and_unload()
-        model.save_pretrained(staging)
-        trainer.processing_class.save_pretrained(staging)
+def save_final(trainer, folder: Path) -> Path:
+    """The trained model as a plain folder; every process must call it. Under ZeRO-3 or FSDP the weights are
+    partitioned and TRL's ``save_model`` gathers them (a collective); a LoRA model is saved as its adapter and merged
+    into its base model on the main process, from the files, where the weights are whole: a plain model that loads
+    anywhere by path."""
+    trainer.save_model(str(folder))
+    if trainer.accelerator.is_main_process:
+        trainer.processing_class.save_pretrained(folder)
+        if (folder / "adapter_config.json").is_file():
+            from peft import AutoPeftModelForCausalLM
+
+            dtype = trainer.accelerator.unwrap_model(trainer.model).dtype
+            merged = AutoPeftModelForCausalLM.from_pretrained(str(folder), dtype=dtype).merge_and_unload()
+            for adapter in folder.glob("adapter_*"):
+                adapter.unlink()
+            merged.save_pretrained(folder)
         logs = Path(trainer.args.output_dir) / "runs"  # report_to tensorboard writes here, in the work folder
         if logs.is_dir():  # that folder is deleted once the model is published: keep the logs with the model
-            shutil.copytree(logs, staging / "runs")
+            shutil.copytree(logs, folder / "runs")
+    trainer.accelerator.wait_for_everyone()
+    return folder
+
+
+def publish(model: str | Path, out: Path, card: str, extra: dict | None = None, facts: str = "eval.json") -> None:
+    """Copy a saved model folder next to ``out`` and swap it in with renames: never a half-written model, and the old
+    one stays until the new one is in place. ``extra`` goes to ``facts``. The main process's alone."""
+    staging = out.with_name(f".{out.name}.staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(model, staging)
     write_text(staging / "README.md", card)
     if extra:
         write_json(staging / facts, extra)
