@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from dataclasses import asdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -443,6 +444,14 @@ class _VLLM:
         class LLM:
             def __init__(self, **settings) -> None:
                 outer.built.append(settings)
+                self.model = settings["model"]
+
+            def get_default_sampling_params(self):  # vLLM's: the model folder's generation_config, else its own
+                path = Path(self.model, "generation_config.json")
+                config = json.loads(path.read_text()) if path.is_file() else {}
+                return SimpleNamespace(
+                    **{k: config.get(k, d) for k, d in (("repetition_penalty", 1.0), ("min_p", 0.0))}
+                )
 
             def chat(self, conversations, params, use_tqdm=True):
                 outer.asked.append((conversations, params))
@@ -467,7 +476,7 @@ def test_vllm_engine_settings_sharing_and_replies(monkeypatch, test_rows):
     settings = {"model": "m", "dtype": "auto", "tensor_parallel_size": 1, "gpu_memory_utilization": 0.9, "seed": 0}
     assert fake.built == [{**settings, "enforce_eager": True}]  # unset ones (max_model_len) are left to vLLM
     conversations, params = fake.asked[0]
-    assert params == {"temperature": 0.0, "max_tokens": 16, "seed": 0}
+    assert params == {"temperature": 0.0, "max_tokens": 16, "seed": 0, "repetition_penalty": 1.0, "min_p": 0.0}
     assert conversations == [solver_messages(r["context"], r["question"], r["subquestions"], None) for r in rows]
     assert [(r.answer, r.prompt_tokens, r.completion_tokens) for r in results] == [("2", 5, 2)] * 3
     assert solver.name == "vllm:m" and solver.engine.version != make_solver("vllm:m").engine.version  # max_tokens
@@ -492,3 +501,24 @@ def test_vllm_backend_on_gpu(tiny_model_dir, test_rows):
     results = make_solver(spec).solve(test_rows[:8], [r["subquestions"] for r in test_rows[:8]])
     assert all(r.error is None and r.completion_tokens > 0 for r in results)
     assert len(make_decomposer(spec).decompose(test_rows[:8])) == 8
+
+
+def test_the_vllm_engine_applies_the_models_generation_config_as_hf_does(monkeypatch, tiny_model_dir, tmp_path):
+    """transformers' generate applies a model's generation_config (a chat model's repetition_penalty, min_p); vLLM
+    applies it only to its default sampling parameters, which an engine that builds its own would drop: the same
+    model would sample differently per engine. Temperature and length stay the spec's."""
+    import shutil
+
+    model = tmp_path / "chatty"
+    shutil.copytree(tiny_model_dir, model)
+    (model / "generation_config.json").write_text(json.dumps({"repetition_penalty": 1.3, "min_p": 0.05, "top_k": 20}))
+    fake = _VLLM()
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    engine = make_solver({"backend": "vllm", "model": str(model), "max_tokens": 8, "temperature": 0.7}).engine
+    engine.chat([[{"role": "user", "content": "q"}]])
+    params = fake.asked[-1][1]
+    assert params == {"temperature": 0.7, "max_tokens": 8, "seed": 0, "repetition_penalty": 1.3, "min_p": 0.05}
+    plain = make_solver({"backend": "vllm", "model": str(tiny_model_dir), "max_tokens": 8, "temperature": 0.7})
+    assert plain.engine.version != engine.version  # cached replies of one do not answer for the other
+    hf = make_solver({"backend": "hf", "model": str(model)}).engine.model.generation_config
+    assert (hf.repetition_penalty, hf.min_p) == (1.3, 0.05)  # what transformers' generate applies to the same model

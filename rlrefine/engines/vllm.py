@@ -45,9 +45,13 @@ class VLLMEngine:
         if key not in _VLLM_ENGINES:
             _VLLM_ENGINES[key] = vllm.LLM(**{k: v for k, v in settings.items() if v is not None})
         self.llm = _VLLM_ENGINES[key]
-        self.sampling = vllm.SamplingParams(temperature=temperature, max_tokens=max_tokens, seed=seed)
+        # the model's generation_config applies as in the hf engine (transformers' generate reads it): its
+        # repetition_penalty and min_p; temperature and the length are the spec's, top_p and top_k left open
+        defaults = self.llm.get_default_sampling_params()
+        model_own = {k: getattr(defaults, k) for k in ("repetition_penalty", "min_p") if hasattr(defaults, k)}
+        self.sampling = vllm.SamplingParams(**model_own, temperature=temperature, max_tokens=max_tokens, seed=seed)
         self.name = f"vllm:{model}"
-        self.version = f"vllm|{key}|{max_tokens}|{temperature}"
+        self.version = f"vllm|{key}|{max_tokens}|{temperature}|{json.dumps(model_own, sort_keys=True)}"
 
     def chat(self, conversations: Sequence[list[dict]]) -> list[Completion]:
         outputs = self.llm.chat(list(conversations), self.sampling, use_tqdm=False)
