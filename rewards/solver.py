@@ -63,8 +63,9 @@ def _log(kwargs: dict, name: str, value: float) -> None:
 class SolverCorrectness:
     """1 if the frozen ``solver`` reaches the gold answer with these sub-questions, else 0 (or F1 for DROP).
 
-    ``subquestion_cost`` is taken off *correct* answers per sub-question: among decompositions that work,
-    shorter ones win, and needed steps are never traded for it. ``truncated`` is the reward of a completion
+    ``subquestion_cost`` is a share taken off *correct* answers per sub-question (a score of 1 with two sub-questions
+    at 0.05: 0.9; F1's partial credit shrinks by the same share): among decompositions that work, shorter ones win,
+    and a right answer never scores below a wrong one (0), however many sub-questions it took. ``truncated`` is the reward of a completion
     cut at the length cap (0: a policy cannot game the solver with endless sub-questions; None: skip it).
     """
 
@@ -104,7 +105,7 @@ class SolverCorrectness:
             elif not finished(cid, self.tokenizer):
                 out.append(self.truncated)
             else:
-                out.append(score - self.subquestion_cost * p.count if score > 0 else score)
+                out.append(score * max(1.0 - self.subquestion_cost * p.count, 0.0))
         name = _label(self.solver)
         _log(kwargs, f"solver[{name}]/accuracy", _mean(scores))
         _log(kwargs, f"solver[{name}]/errors", float(sum(g["error"] is not None for g in graded)))

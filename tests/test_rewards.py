@@ -2,6 +2,8 @@
 
 import pytest
 from helpers import ROOT
+from hypothesis import given
+from hypothesis import strategies as st
 
 from rlrefine.core.registry import build
 
@@ -203,3 +205,219 @@ def test_the_reward_wrapper_skips_nan_and_inf_counts_them_and_names_a_raising_re
     state = SimpleNamespace(global_step=7)
     with pytest.raises(RuntimeError, match=r"^reward judge failed at step 7: ConnectionError: judge unreachable \("):
         Watched(broken, "judge")(None, ["c"], trainer_state=state)
+
+
+class Scripted:
+    """A frozen solver whose every answer is known before the call (named as ``test_rewards:Scripted``): a question
+    ``"says 7 3"`` is answered ``7`` by ``reads=0`` and ``3`` by ``reads=1``; ``-`` there makes that solve fail. It
+    answers each sub-question except those that ask about ``nobody``. What it says depends only on the question and
+    the sub-questions, so the shared solver's memo (keyed by both) can never hand one test another test's answer."""
+
+    price_key = "solver"
+
+    def __init__(self, reads: int = 0) -> None:
+        self.reads, self.name = reads, f"scripted{reads}"
+
+    def solve(self, rows, subquestions):
+        from rlrefine.core.protocols import SolveResult
+
+        out = []
+        for row, subs in zip(rows, subquestions):
+            said = row["question"].split()[1 + self.reads]
+            if said == "-":
+                out.append(
+                    SolveResult(answer=None, error=f"ScriptedError: {self.name} cannot answer {row['question']}")
+                )
+                continue
+            trace = [{"subquestion": q, "answer": None if "nobody" in q else "1"} for q in subs]
+            out.append(SolveResult(answer=said, trace=trace))
+        return out
+
+
+SCRIPTED, SCRIPTED_1 = "test_rewards:Scripted", {"name": "test_rewards:Scripted", "reads": 1}
+TWO = "Q1: How many has Ava ?\nQ2: How many has Ben ?"
+ONE = "Q1: How many has Ava ?"
+
+
+def columns_for(questions, answers, metrics=None):
+    """TRL's dataset columns for a batch: one entry per completion."""
+    n = len(questions)
+    return {
+        "id": [f"p{i}" for i in range(n)],
+        "context": ["Ava has 3 ."] * n,
+        "question": list(questions),
+        "answer": list(answers),
+        "metric": list(metrics or ["numeric"] * n),
+    }
+
+
+def test_the_scripted_solver_is_the_one_the_registry_builds():
+    from rlrefine.solvers import shared_solver
+
+    assert shared_solver(SCRIPTED).inner.name == "scripted0" and shared_solver(SCRIPTED_1).inner.name == "scripted1"
+
+
+# (completion, question the solver reads, gold, metric, completion ids: EOS is 1, reward with subquestion_cost 0.1)
+CORRECTNESS = [
+    (TWO, "says 7", "7", "numeric", [5, 1], 0.8),  # right, two sub-questions: 1 - 2 x 0.1
+    ("No decomposition .", "says 7", "7", "numeric", [1], 1.0),  # right with none: no cost; a lone EOS is finished
+    (ONE, "says 3", "7", "numeric", [5, 1], 0.0),  # wrong: 0, the cost is not taken off a wrong answer
+    (ONE, "says red", "red blue green", "f1", [5, 1], 0.45),  # F1 1/2 (precision 1, recall 1/3), less a tenth
+    (ONE, "says -", "7", "numeric", [5, 6], None),  # the solver failed: skipped, even though it was cut too
+    (ONE, "says 7", "7", "numeric", [5, 6], 0.0),  # right but cut at the length cap: the truncated reward
+    (ONE, "says 7", "7", "numeric", [], 0.0),  # no token at all, no EOS: cut
+]
+
+
+def test_solver_correctness_takes_the_cost_off_right_answers_only_and_skips_failed_solves():
+    completions, questions, golds, metrics, ids, expected = map(list, zip(*CORRECTNESS))
+    logged = {}
+    reward = resolve("solver", tokenizer=Tok(), solver=SCRIPTED, subquestion_cost=0.1)
+    out = reward(None, completions, ids, log_metric=logged.__setitem__, **columns_for(questions, golds, metrics))
+    assert out == pytest.approx(expected)
+    assert logged == pytest.approx(
+        {
+            "solver[test_rewards:Scripted]/accuracy": (1 + 1 + 0 + 0.5 + 1 + 1) / 6,  # the failed solve left out
+            "solver[test_rewards:Scripted]/errors": 1.0,
+            "decomposer/subquestions": (2 + 0 + 1 + 1 + 1 + 1 + 1) / 7,
+            "decomposer/truncated": 3 / 7,
+        }
+    )
+    assert reward.last_error == "ScriptedError: scripted0 cannot answer says -"
+
+
+@pytest.mark.parametrize("truncated", [0.0, -0.5, None])
+def test_a_cut_completion_gets_the_truncated_setting_and_a_failed_solve_stays_skipped(truncated):
+    reward = resolve("solver", tokenizer=Tok(), solver=SCRIPTED, truncated=truncated)
+    columns = columns_for(["says 7", "says 7", "says -"], ["7"] * 3)
+    assert reward(None, [ONE, TWO, ONE], [[5, 1], [5, 6], [5, 6]], **columns) == [1.0, truncated, None]
+
+
+def test_without_completion_ids_or_an_eos_every_completion_counts_as_finished():
+    columns = columns_for(["says 7"], ["7"])
+    logged = {}
+    out = resolve("solver", tokenizer=Tok(), solver=SCRIPTED, subquestion_cost=0.25)(
+        None, [TWO], log_metric=logged.__setitem__, **columns
+    )
+    assert out == [0.5]
+    assert logged == {  # a batch of one: means over one sample
+        "solver[test_rewards:Scripted]/accuracy": 1.0,
+        "solver[test_rewards:Scripted]/errors": 0.0,
+        "decomposer/subquestions": 2.0,
+        "decomposer/truncated": 0.0,
+    }
+
+    class NoEos:
+        eos_token_id = None
+
+    assert resolve("solver", tokenizer=NoEos(), solver=SCRIPTED)(None, [ONE], [[5, 6]], **columns) == [1.0]
+    assert resolve("solver", solver=SCRIPTED)(None, [ONE], [[5, 6]], **columns) == [1.0]  # no tokenizer given
+
+
+@pytest.mark.parametrize(
+    ("cut", "total", "said"),
+    [(3, 5, "60 %"), (5, 5, "100 %"), (1, 10, "10 %"), (1, 11, None)],  # 10 % is where the warning starts
+)
+def test_the_length_cap_warning_starts_at_a_tenth_of_the_batch_and_names_the_share(cut, total, said, caplog):
+    ids = [[5, 6]] * cut + [[5, 1]] * (total - cut)
+    reward = resolve("solver", tokenizer=Tok(), solver=SCRIPTED)
+    reward(None, [ONE] * total, ids, **columns_for(["says 7"] * total, ["7"] * total))
+    warned = [r.getMessage() for r in caplog.records if "completion-length limit" in r.getMessage()]
+    expected = (
+        f"solver[test_rewards:Scripted]: {said} of a batch was cut at the completion-length limit and scored 0.0: if "
+        "decompositions need more tokens (deeper problems, more sub-questions), raise max_completion_length"
+    )
+    assert warned == ([] if said is None else [expected])
+
+
+def test_no_length_cap_warning_when_cut_completions_are_skipped(caplog):
+    reward = resolve("solver", tokenizer=Tok(), solver=SCRIPTED, truncated=None)
+    assert reward(None, [ONE] * 2, [[5, 6]] * 2, **columns_for(["says 7"] * 2, ["7"] * 2)) == [None, None]
+    assert not [r for r in caplog.records if "completion-length limit" in r.getMessage()]
+
+
+@pytest.mark.parametrize(
+    ("dropped", "message"),
+    [
+        (("context",), "solver rewards need dataset columns ['context']; have: ['answer', 'id', 'metric', 'question']"),
+        (
+            ("question", "answer"),
+            "solver rewards need dataset columns ['question', 'answer']; have: ['context', 'id', 'metric']",
+        ),
+    ],
+)
+@pytest.mark.parametrize("name", ["solver", "partial"])
+def test_solver_rewards_name_the_dataset_columns_they_miss(name, dropped, message):
+    from rlrefine.core.protocols import UsageError
+
+    columns = {k: v for k, v in columns_for(["says 7"], ["7"]).items() if k not in dropped}
+    with pytest.raises(UsageError) as raised:
+        resolve(name, solver=SCRIPTED)(None, [ONE], [[5, 1]], **columns)
+    assert str(raised.value) == message
+
+
+def test_a_string_solver_spec_names_the_reward_and_its_metrics_as_written(reward_batch):
+    completions, ids, columns = reward_batch
+    logged = {}
+    reward = resolve("solver", solver="symbolic:hops=2")  # the solver itself is named "hops=2"
+    assert reward.__name__ == "solver[symbolic:hops=2]"
+    assert reward(None, completions, ids, log_metric=logged.__setitem__, **columns)[:2] == [1.0, 1.0]
+    assert logged["solver[symbolic:hops=2]/accuracy"] == pytest.approx(4 / 5)
+    assert resolve("partial", solver="symbolic:hops=2").__name__ == "partial[symbolic:hops=2]"
+    assert resolve("solver", solver=SCRIPTED_1).__name__ == "solver[scripted1]"  # a mapping: the solver's name
+
+
+def test_partial_credit_is_the_share_of_subquestions_answered_and_none_for_a_failed_solve():
+    completions = [
+        "Q1: How many has Ava ?\nQ2: How many has nobody ?",  # 1 of 2
+        "Q1: How many has Ava ?\nQ2: How many has nobody ?\nQ3: How many has Ben ?",  # 2 of 3
+        "Q1: How many has nobody ?",  # 0 of 1, whatever the final answer
+        "No decomposition .",  # no sub-question, a final answer: 1
+        ONE,  # the solve failed: skipped, not 0
+    ]
+    reward = resolve("partial", solver=SCRIPTED)
+    columns = columns_for(["says 7", "says 7", "says 3", "says 7", "says -"], ["7"] * 5)
+    assert reward(None, completions, None, **columns) == pytest.approx([0.5, 2 / 3, 0.0, 1.0, None])
+    assert reward.last_error == "ScriptedError: scripted0 cannot answer says -"
+    assert reward.__name__ == "partial[test_rewards:Scripted]"
+    reward(None, [ONE], None, **columns_for(["says 7"], ["7"]))
+    assert reward.last_error is None  # a batch without failures clears it
+
+
+def test_multi_solver_averages_the_solvers_that_answered_and_skips_when_none_did():
+    reward = resolve("multi_solver", solvers=[SCRIPTED, SCRIPTED_1])
+    logged = {}
+    columns = columns_for(["says 7 7", "says 7 3", "says 7 -", "says - -", "says 3 -"], ["7"] * 5)
+    out = reward(None, [ONE] * 5, None, log_metric=logged.__setitem__, **columns)
+    assert out == [1.0, 0.5, 1.0, None, 0.0]  # a failed solver is left out of the mean, not counted as wrong
+    assert logged == pytest.approx(
+        {"solver[test_rewards:Scripted]/accuracy": 3 / 4, "solver[scripted1]/accuracy": 1 / 2}
+    )
+
+
+def test_cost_and_token_cost_defaults_and_word_counts_without_ids():
+    two, none = TWO, "No decomposition ."
+    assert resolve("cost")(None, [two, none, ONE]) == pytest.approx([-0.1, 0.0, -0.05])  # 0.05 per sub-question
+    tokens = resolve("token_cost")
+    assert tokens(None, [two, none], [[5, 6, 1], [1]]) == pytest.approx([-0.006, -0.002])  # 0.002 per token id
+    conversational = [{"role": "assistant", "content": ONE}]
+    assert tokens(None, [two, none, conversational]) == pytest.approx([-0.024, -0.006, -0.012])  # no ids: words
+    assert resolve("token_cost", per_token=1.0)(None, ["  a\tb\nc  ", ""]) == [-3.0, -0.0]
+
+
+@given(
+    cost=st.floats(0.0, 1.0),
+    n=st.integers(0, 12),
+    words=st.integers(1, 30),
+)
+def test_a_right_answer_never_scores_below_a_wrong_one_whatever_the_cost(cost, n, words):
+    """Sub-question cost is a share of the score: any credit (numeric 1, or F1's partial credit against a gold of
+    ``words`` words) stays at or above a wrong answer's 0, and more sub-questions never score more."""
+    reward = resolve("solver", tokenizer=Tok(), solver=SCRIPTED, subquestion_cost=cost)
+    subs = "\n".join(f"Q{i + 1}: How many has Ava ?" for i in range(n)) or "No decomposition ."
+    fewer = "\n".join(f"Q{i + 1}: How many has Ava ?" for i in range(max(n - 1, 0))) or "No decomposition ."
+    gold = " ".join(["red"] + [f"w{i}" for i in range(words - 1)])
+    columns = columns_for(["says 7", "says red", "says 3", "says red"], ["7", gold, "7", gold], ["numeric", "f1"] * 2)
+    right, partial, wrong, partial_fewer = reward(None, [subs, subs, subs, fewer], [[1]] * 4, **columns)
+    assert wrong == 0.0 and right >= 0.0 and partial >= 0.0
+    assert right == pytest.approx(max(1.0 - cost * n, 0.0)) and partial <= right and partial_fewer >= partial

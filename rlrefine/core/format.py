@@ -125,11 +125,12 @@ def parse(text: object, max_subquestions: int | None = MAX_SUBQUESTIONS) -> Deco
 
 
 def completion_text(completion: object) -> str:
-    """The text of a TRL completion, which is a string or (conversational data) a list of messages."""
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
-        return str(completion[-1].get("content", ""))
+    """The text of a TRL completion, which is a string or (conversational data) a list of messages: the last one's
+    content. Nothing written (None, no message, a message without content) is "", never a Python repr to parse."""
+    if isinstance(completion, list):
+        return completion_text(completion[-1]) if completion else ""
+    if isinstance(completion, dict):
+        return completion_text(completion.get("content"))
     return "" if completion is None else str(completion)
 
 
