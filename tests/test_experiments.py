@@ -62,3 +62,19 @@ def test_static_vs_dynamic_quick_end_to_end(tmp_path, tiny_model_dir):
     assert len(cells) == 3 * 2 * 2  # (teacher, oracle, tiny) x (hops=1, hops=2) x (static, dynamic)
     oracle = {c["decomposer"]: c for c in cells if c["solver"] == "hops=1" and c["decomposer"].startswith("oracle")}
     assert oracle["oracle"]["accuracy"] == oracle["oracle (dynamic)"]["accuracy"] == 1.0
+
+
+def test_the_gpu_check_says_where_it_cannot_run_and_its_cpu_showable_check_passes(tmp_path):
+    """``experiments/gpu_check.py`` on a machine without a GPU checks nothing and says so (exit 2); its one check that
+    needs no GPU, the refusal of a vllm: reward solver beside TRL's colocated vLLM, runs here as it will there."""
+    script = str(ROOT / "experiments" / "gpu_check.py")
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run([sys.executable, script, "--out", str(tmp_path)], capture_output=True, text=True, env=env)
+    assert (
+        done.returncode == 2 and done.stdout.strip() == "no CUDA GPU here: nothing checked (each check needs one GPU)"
+    )
+    one = [sys.executable, script, "--out", str(tmp_path), "--one", "vllm beside colocate"]
+    done = subprocess.run(one, capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("refused: an in-process vllm: engine (train_solver) beside TRL's colocated vLLM")
+    assert not (tmp_path / "refused").exists()  # refused before any work: no run folder
