@@ -189,3 +189,70 @@ def test_text_metrics():
     assert grade("x", ["y", "x"], "em") == 1.0
     with pytest.raises(ValueError, match="unknown metric 'bleu'; valid: numeric, em, f1, acc"):
         grade("x", "x", "bleu")
+
+
+EXTRACTED = [  # (reply, what extract_answer gives): exactly the marked statement, no more and no less
+    ("The result is \\fbox{12}", "12"),  # \fbox is a box too
+    ("\\boxed{1}\\boxed{2}", "1, 2"),  # a box right after another is a box of its own
+    ("\\boxed{1} and \\boxed{2}", "1, 2"),  # all boxes of the line, joined by commas
+    ("The answer is \\boxed{1} and \\boxed{2}", "1, 2"),
+    ("\\boxed{5} so the answer is \\boxed{12}", "12"),  # after a phrase: only the boxes that follow it
+    ("\\boxed{3 \\boxed{4}", "4"),  # a box never closed is skipped, not the end of the search
+    ("\\boxed{\\boxed{1}} and \\boxed{2}", "\\boxed{1}, 2"),  # a nested box belongs to its outer box
+    ("\n\\boxed{5}", "5"),
+    ("The answer is 12\nWe are done.\nThanks", "12"),  # the rest of the marker's line only
+    ("The answer is 12\nA1: 5", "12"),  # a sub-answer after the final answer does not hide it
+    ("The answer is:\n12\nA1: 5", "12"),  # the line after a bare marker
+    ("**Final Answer:** 42", "42"),  # markdown bold is dropped
+    ("The answer is \\text{Paris}", "Paris"),  # a LaTeX text command is unwrapped
+    ("The answer is :: 12", "12"),  # leading colons are dropped
+    ("The answer is XIX.", "XIX"),  # a trailing period goes, the letters stay
+    ("\nA1: The answer is 5", None),  # a sub-answer line, even right after a leading newline
+    ("\nA1: \\boxed{5}", None),
+    ("A1: the answer to the\nquestion is 5", None),  # a marker that starts on a sub-answer line
+    ("The answer is:\nA1: 5\nA2: 7", None),
+]
+
+
+@pytest.mark.parametrize("reply, answer", EXTRACTED)
+def test_extract_answer_returns_exactly_the_marked_statement(reply, answer):
+    assert extract_answer(reply) == answer
+
+
+def test_a_phrase_inside_a_box_introduces_the_answer():
+    """The last marker wins even when it sits inside a box: the answer is what follows "Answer:", not the box's
+    whole text (which would fail exact match)."""
+    assert grade(extract_answer("\\boxed{\\text{Answer: Paris}}"), "Paris", "em") == 1.0
+
+
+def test_text_metrics_at_their_edges():
+    assert f1_score("", "") == 1.0  # both empty: the same (empty) answer
+    assert f1_score("the", "a") == 1.0  # both empty once articles go
+    assert f1_score("x", "") == 0.0 and f1_score("", "x") == 0.0
+    assert f1_score("Paris", "London") == 0.0  # no token in common
+    assert grade("the", "a", "f1") == 1.0
+    # each metric is its own: a longer prediction is no exact match, a partial f1 (2/3), and contains the gold
+    assert grade("Paris France", "Paris", "em") == 0.0
+    assert grade("Paris France", "Paris", "f1") == pytest.approx(2 / 3)
+    assert grade("Paris France", "Paris", "acc") == 1.0
+    assert grade("2 apples", "2", "numeric") == 1.0 and grade("2 apples", "2", "em") == 0.0
+
+
+@pytest.mark.parametrize("metric", ["numeric", "em", "f1", "acc"])
+def test_no_gold_answer_gives_no_credit(metric):
+    assert grade("8", [], metric) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("reply", "answer"),
+    [
+        ("\\boxed{Answer: 12}", "12"),
+        ("\\boxed{The answer is 12} and more", "12"),
+        ("\\boxed{\\text{Answer: Paris}}", "Paris"),
+        ("\\boxed{Answer: \\frac{1}{2}}", "\\frac{1}{2}"),  # braces of its own inside: the box's, not the first
+        ("\\boxed{Answer: {{12}}}", "{{12}}"),
+    ],
+)
+def test_a_phrase_inside_a_box_ends_at_the_box(reply, answer):
+    """What follows the phrase is the answer up to the box's own closing brace, not to the end of the line."""
+    assert extract_answer(reply) == answer

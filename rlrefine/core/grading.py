@@ -70,6 +70,16 @@ def _boxes(text: str) -> list[tuple[int, int, str]]:
     return out
 
 
+def _group_end(text: str, begin: int, stop: int) -> int:
+    """Where the brace group that ``begin`` sits in closes (``stop`` if it does not close before it)."""
+    depth = 0
+    for i in range(begin, stop):
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        if depth < 0:
+            return i
+    return stop
+
+
 def _line_start(text: str, pos: int) -> int:
     return text.rfind("\n", 0, pos) + 1
 
@@ -119,6 +129,8 @@ def extract_answer(text: object) -> str | None:
         start, end, _ = phrases[-1]
     begin = end + len(text[end:]) - len(text[end:].lstrip())  # the rest of the line, or the next non-empty one
     stop = _line_end(text, begin)
+    if any(s < start < e for s, e, _ in boxes):  # a phrase inside a box: up to the brace that closes around it
+        stop = _group_end(text, begin, stop)
     if "\n" in text[end:begin] and _on_subanswer_line(text, begin):
         return None
     inner = [c for s, _, c in boxes if begin <= s < stop]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 from fractions import Fraction
 from functools import lru_cache
 
@@ -96,15 +96,8 @@ def _normalise(text: str) -> str | None:
         text = text.translate(_UNICODE)
     if "^" in text or "x" in text or "X" in text or not text.isascii():
         text = _UNIT_POWER.sub(r"\1 ", _TIMES_TEN.sub("×10^", text))
-    if not text.isascii():
-        chars = []
-        for ch in text:
-            if ord(ch) > 127 and ch.isdigit():
-                if unicodedata.category(ch) != "Nd":
-                    return None  # '12²', '1½': not plain digits
-                ch = str(unicodedata.digit(ch))
-            chars.append(ch)
-        text = "".join(chars)
+    if not text.isascii() and any(unicodedata.category(ch) in ("No", "Nl") for ch in text):
+        return None  # '12²', '1½', 'Ⅻ': numerals that are not digits (a digit of any script reads as itself)
     return _UNITS.sub(" ", text)
 
 
@@ -332,7 +325,10 @@ def parse_number(text: object) -> Decimal | None:
     if den != 1:
         return None
     places = max(twos, fives)
-    return Decimal(value.numerator * 10**places // value.denominator).scaleb(-places)
+    digits = value.numerator * 10**places // value.denominator
+    with localcontext() as exact:  # however many digits (the default context keeps 28)
+        exact.prec = len(str(abs(digits))) + 1
+        return Decimal(digits).scaleb(-places)
 
 
 def numeric_equal(prediction: str, gold: str) -> bool:
