@@ -210,6 +210,16 @@ def test_concurrency_is_bounded(scripted):
     assert traffic.peak == 1  # and one at a time when asked
 
 
+def test_a_concurrency_above_httpxs_default_pool_size_is_reached(scripted):
+    """httpx's own default pool holds 100 connections: a client left at that would never send 101 at once."""
+    rows = _rows(*(f"q{i} ?" for i in range(101)))
+    traffic = scripted.handler.traffic
+    solver = make_solver(_spec(scripted, "gate", concurrency=101))
+    traffic.hold(101)
+    assert all(r.answer == "8" for r in solver.solve(rows, [[]] * 101))
+    assert traffic.peak == 101
+
+
 def test_malformed_json_is_reported_per_sample(scripted):
     solver = make_solver(_spec(scripted, "mixed"))
     results = solver.solve(_rows("fine ?", "broken ?", "also fine ?"), [[], ["Q ?"], []])
@@ -522,3 +532,335 @@ def test_the_vllm_engine_applies_the_models_generation_config_as_hf_does(monkeyp
     assert plain.engine.version != engine.version  # cached replies of one do not answer for the other
     hf = make_solver({"backend": "hf", "model": str(model)}).engine.model.generation_config
     assert (hf.repetition_penalty, hf.min_p) == (1.3, 0.05)  # what transformers' generate applies to the same model
+
+
+# --- the openai engine's own logic against a scripted transport: exact values, no clock ---------------------------
+
+import hashlib  # noqa: E402
+
+import httpx  # noqa: E402
+
+from rlrefine.core.protocols import Completion, UsageError  # noqa: E402
+from rlrefine.engines import openai as openai_engine  # noqa: E402
+from rlrefine.engines.openai import OpenAIEngine  # noqa: E402
+
+BASE = "http://scripted.test/v1"
+URL = f"{BASE}/chat/completions"
+REPLY = {
+    "choices": [{"message": {"content": "  The answer is: 8 \n"}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 11, "completion_tokens": 7},
+}
+HELLO = [{"role": "user", "content": "hello"}]
+
+
+def _scripted(replies, **options) -> tuple[OpenAIEngine, list]:
+    """An engine whose requests are answered in turn by ``replies`` (an ``httpx.Response``, an exception to raise, or
+    a function of the request); the requests it sent are listed."""
+    sent, queue = [], list(replies)
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        reply = queue.pop(0) if len(queue) > 1 else queue[0]
+        if isinstance(reply, Exception):
+            raise reply
+        return reply(request) if callable(reply) else reply
+
+    engine = OpenAIEngine("m", base_url=BASE, check=False, **options)
+    engine.client = httpx.Client(transport=httpx.MockTransport(answer))
+    return engine, sent
+
+
+@pytest.fixture
+def slept(monkeypatch):
+    """The delays the engine sleeps, recorded instead of slept; jitter at its top (``uniform(a, b)`` is ``b``)."""
+    delays = []
+    monkeypatch.setattr(openai_engine.time, "sleep", delays.append)
+    monkeypatch.setattr(openai_engine.random, "uniform", lambda low, high: high)
+    return delays
+
+
+def test_a_reply_is_its_stripped_text_tokens_and_finish_reason():
+    engine, sent = _scripted([httpx.Response(200, json=REPLY)], max_tokens=9, temperature=0.5)
+    (reply,) = engine.chat([HELLO])
+    assert reply == Completion("The answer is: 8", 11, 7, None, True)
+    assert json.loads(sent[0].content) == {"model": "m", "max_tokens": 9, "temperature": 0.5, "messages": HELLO}
+    assert str(sent[0].url) == URL and engine.stats == {
+        "requests": 1, "cache_hits": 0, "retries": 0, "errors": 0, "peak_in_flight": 1,
+    }  # fmt: skip
+    bare = {"choices": [{"message": {"content": "x"}, "finish_reason": "length"}], "usage": None}
+    assert _scripted([httpx.Response(200, json=bare)])[0].chat([HELLO]) == [Completion("x", 0, 0, None, False)]
+    nothing = {"choices": [{"message": {"content": "x"}}]}  # no usage, no finish reason: finished, no tokens
+    assert _scripted([httpx.Response(200, json=nothing)])[0].chat([HELLO]) == [Completion("x", 0, 0, None, True)]
+    assert _scripted([httpx.Response(200, json=REPLY)])[0].chat([]) == []
+
+
+@pytest.mark.parametrize(
+    "body, error",
+    [
+        ("not json" + "x" * 300, "JSONDecodeError"),
+        (json.dumps({"choices": []}), "IndexError"),
+        (json.dumps({"choices": [{"message": {"content": None}}]}), "TypeError"),
+        (json.dumps({"choices": [{"message": {}}]}), "KeyError"),
+        (json.dumps({"choices": [{"message": {"content": "x"}}], "usage": {"prompt_tokens": "many"}}), "ValueError"),
+        (json.dumps({"choices": [{"message": "text"}]}), "TypeError"),
+        (json.dumps(["choices"]), "TypeError"),
+        (json.dumps({"choices": [{"message": {"content": "x"}}], "usage": ["x"]}), "AttributeError"),
+    ],
+)
+def test_a_malformed_reply_is_that_samples_error_quoting_its_start(body, error):
+    engine, _ = _scripted([httpx.Response(200, text=body)])
+    (reply,) = engine.chat([HELLO])
+    assert reply == Completion(error=f"malformed response from {URL}: {error}: {body[:200]!r}")
+    assert engine.stats["errors"] == 1 and engine.stats["requests"] == 1 and engine.stats["retries"] == 0
+
+
+def test_the_completions_endpoint_sends_the_messages_as_text_and_reads_text():
+    engine, sent = _scripted([httpx.Response(200, json={"choices": [{"text": " 8 "}]})], endpoint="completions")
+    conversation = [{"role": "system", "content": "a"}, {"role": "user", "content": "b"}]
+    assert engine.chat([conversation]) == [Completion("8")]
+    assert str(sent[0].url) == f"{BASE}/completions" and json.loads(sent[0].content)["prompt"] == "a\n\nb\n"
+    assert "messages" not in json.loads(sent[0].content)
+
+
+def test_extra_body_is_sent_and_overrides_the_defaults():
+    engine, sent = _scripted([httpx.Response(200, json=REPLY)], extra_body={"temperature": 1.0, "top_p": 0.5})
+    engine.chat([HELLO])
+    assert json.loads(sent[0].content) == {
+        "model": "m", "max_tokens": 512, "temperature": 1.0, "top_p": 0.5, "messages": HELLO,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("status", [400, 401, 404, 422, 428, 499])
+def test_a_client_error_other_than_429_is_not_retried(status, slept):
+    engine, sent = _scripted([httpx.Response(status, text="no")], max_retries=3)
+    assert engine.chat([HELLO]) == [Completion(error=f"{URL}: HTTP {status}: 'no' (not retried)")]
+    assert (len(sent), slept, engine.stats["errors"], engine.stats["retries"]) == (1, [], 1, 0)
+
+
+@pytest.mark.parametrize("status", [429, 500, 502, 503])
+def test_429_and_5xx_are_retried_with_doubling_delays_then_reported(status, slept):
+    engine, sent = _scripted([httpx.Response(status, text="busy" * 100)], max_retries=3, backoff=0.5)
+    (reply,) = engine.chat([HELLO])
+    assert reply.error == f"{URL}: failed after 4 attempts: HTTP {status}: {('busy' * 100)[:200]!r}"
+    assert (len(sent), slept) == (4, [0.5, 1.0, 2.0])  # backoff * 2**attempt, no sleep after the last
+    assert engine.stats == {"requests": 4, "cache_hits": 0, "retries": 3, "errors": 1, "peak_in_flight": 1}
+    assert engine._down is None  # the server answered: not down
+
+
+def test_a_retry_that_succeeds_returns_the_reply(slept):
+    engine, sent = _scripted([httpx.Response(503), httpx.Response(429), httpx.Response(200, json=REPLY)])
+    assert engine.chat([HELLO])[0].text == "The answer is: 8"
+    assert (len(sent), slept, engine.stats["retries"], engine.stats["errors"]) == (3, [1.0, 2.0], 2, 0)
+
+
+def test_no_retries_means_one_attempt(slept):
+    engine, sent = _scripted([httpx.Response(503)], max_retries=0)
+    assert engine.chat([HELLO])[0].error == f"{URL}: failed after 1 attempts: HTTP 503: ''"
+    assert (len(sent), slept) == (1, [])
+
+
+def test_backoff_is_jittered_down_to_half_capped_and_a_longer_retry_after_wins(monkeypatch):
+    engine = OpenAIEngine("m", base_url=BASE, check=False, backoff=2.0, max_backoff=20.0)
+    bounds = []
+    monkeypatch.setattr(openai_engine.random, "uniform", lambda low, high: bounds.append((low, high)) or low)
+    assert [engine._delay(attempt, None) for attempt in range(5)] == [1.0, 2.0, 4.0, 8.0, 16.0]
+    assert bounds == [(0.5, 1.0)] * 5
+    monkeypatch.setattr(openai_engine.random, "uniform", lambda low, high: high)
+    assert [engine._delay(attempt, None) for attempt in range(5)] == [2.0, 4.0, 8.0, 16.0, 20.0]
+    told = lambda seconds: httpx.Response(429, headers={"Retry-After": seconds})  # noqa: E731
+    assert engine._delay(0, told("7")) == 7.0  # longer than the backoff: the server's wins
+    assert engine._delay(2, told("7")) == 8.0  # shorter: the backoff's
+    assert engine._delay(0, told("99")) == 20.0  # capped either way
+    assert engine._delay(1, told("soon")) == 4.0  # not seconds: ignored
+    assert engine._delay(1, httpx.Response(503)) == 4.0  # no header
+    monkeypatch.setattr(openai_engine.random, "uniform", lambda low, high: low)
+    quick = OpenAIEngine("m", base_url=BASE, check=False, backoff=0.25)
+    assert quick._delay(0, httpx.Response(503)) == 0.125  # no header: no floor under the backoff
+
+
+def test_the_server_told_delay_is_what_is_slept(slept):
+    engine, _ = _scripted([httpx.Response(429, headers={"Retry-After": "3"}), httpx.Response(200, json=REPLY)])
+    assert engine.chat([HELLO])[0].error is None and slept == [3.0]
+
+
+def test_a_connection_failure_marks_the_endpoint_down_for_the_rest_of_the_batch_only(slept):
+    engine, sent = _scripted([httpx.ConnectError("refused")], max_retries=1, concurrency=1)
+    replies = engine.chat([HELLO, HELLO, HELLO])
+    message = f"{URL}: failed after 2 attempts: ConnectError: refused"
+    assert replies == [Completion(error=message)] * 3
+    assert len(sent) == 2 and slept == [1.0]  # the first sample's two attempts; the others are not sent
+    assert engine.stats["errors"] == 3 and engine.stats["requests"] == 2
+    engine.chat([HELLO])
+    assert len(sent) == 4  # a new batch tries the endpoint again
+
+
+def test_a_body_that_does_not_decode_is_retried_but_does_not_mark_the_endpoint_down(slept):
+    engine, sent = _scripted([httpx.DecodingError("garbled")], max_retries=1, concurrency=1)
+    replies = engine.chat([HELLO, HELLO])
+    assert replies == [Completion(error=f"{URL}: failed after 2 attempts: DecodingError: garbled")] * 2
+    assert len(sent) == 4 and engine._down is None
+
+
+def test_a_last_attempt_answered_by_the_server_does_not_mark_it_down(slept):
+    engine, sent = _scripted([httpx.ConnectError("refused"), httpx.Response(503)], max_retries=1, concurrency=1)
+    assert engine.chat([HELLO, HELLO])[0].error == f"{URL}: failed after 2 attempts: HTTP 503: ''"
+    assert len(sent) == 4  # the second sample was sent too
+
+
+def test_replies_are_cached_by_url_and_body_and_a_damaged_entry_is_a_miss(tmp_path):
+    engine, sent = _scripted([httpx.Response(200, json=REPLY)], cache_dir=tmp_path)
+    body = engine._body(HELLO)
+    digest = hashlib.sha256(json.dumps({"url": URL, "body": body}, sort_keys=True).encode()).hexdigest()
+    path = tmp_path / digest[:2] / f"{digest}.json"
+    assert engine._cache_path(body) == path
+    first = engine.chat([HELLO])
+    assert json.loads(path.read_text()) == {"request": {"url": URL, **body}, "response": asdict(first[0])}
+    again, _ = _scripted([httpx.Response(500)], cache_dir=tmp_path)
+    assert again.chat([HELLO]) == first and again.stats["cache_hits"] == 1 and again.stats["requests"] == 0
+    assert again.stats["peak_in_flight"] == 0  # nothing was sent
+    other, _ = _scripted([httpx.Response(200, json=REPLY)], cache_dir=tmp_path, max_tokens=8)
+    assert other._cache_path(other._body(HELLO)) != path  # another body: another entry
+    for damaged in ("{not json", json.dumps({"nothing": 1}), json.dumps({"response": {"colour": 1}})):
+        path.write_text(damaged)
+        engine, sent = _scripted([httpx.Response(200, json=REPLY)], cache_dir=tmp_path)
+        assert engine.chat([HELLO]) == first and len(sent) == 1 and engine.stats["cache_hits"] == 0
+    assert _scripted([httpx.Response(200, json=REPLY)])[0]._cache_path(body) is None  # no cache_dir: no cache
+
+
+def test_a_failed_reply_is_not_cached(tmp_path, slept):
+    engine, _ = _scripted([httpx.Response(200, text="not json")], cache_dir=tmp_path)
+    assert engine.chat([HELLO])[0].error is not None and not list(tmp_path.rglob("*.json"))
+
+
+def test_the_engines_settings_and_identity():
+    engine = OpenAIEngine("m@http://h:1/v1/", check=False, concurrency=4, timeout=5.0)
+    assert (engine.model, engine.base_url, engine.url) == ("m", "http://h:1/v1", "http://h:1/v1/chat/completions")
+    assert engine.name == "openai:m@http://h:1/v1" and repr(engine) == (
+        "OpenAIEngine(model='m', url='http://h:1/v1/chat/completions')"
+    )
+    settings = {"max_tokens": 512, "temperature": 0.0, "tokenizer": None}
+    assert engine.version == f"openai|http://h:1/v1/chat/completions|m|{json.dumps(settings, sort_keys=True)}"
+    assert engine.client.timeout == httpx.Timeout(5.0) and "authorization" not in engine.client.headers
+    assert (engine.concurrency, engine.max_retries, engine.backoff, engine.max_backoff) == (4, 3, 1.0, 30.0)
+    assert OpenAIEngine("m", base_url="http://h:1/apiX/", check=False).url == "http://h:1/apiX/chat/completions"
+    nested = OpenAIEngine("org@m@http://h:1/v1", check=False)
+    assert (nested.model, nested.base_url) == ("org@m", "http://h:1/v1")  # the last @ ends the model
+    explicit = OpenAIEngine("a@b", base_url="http://h:2/v1", check=False)
+    assert (explicit.model, explicit.base_url) == ("a@b", "http://h:2/v1")  # a URL given: the model is as named
+    versions = {
+        OpenAIEngine("m", base_url="http://h:1/v1", check=False, **option).version
+        for option in ({}, {"max_tokens": 8}, {"temperature": 0.5}, {"extra_body": {"top_p": 0.5}},
+                       {"endpoint": "completions"}, {"concurrency": 1, "timeout": 3.0, "max_retries": 0})
+    }  # fmt: skip
+    assert len(versions) == 5  # what changes a reply changes the version; how it is fetched does not
+    ordered = [OpenAIEngine("m", base_url=BASE, check=False, extra_body=body).version
+               for body in ({"b": 1, "a": 2}, {"a": 2, "b": 1})]  # fmt: skip
+    assert ordered[0] == ordered[1]  # the same settings in another order: the same model
+    engine.close()
+    assert engine.client.is_closed
+
+
+def test_the_engines_defaults():
+    engine = OpenAIEngine("m", base_url=BASE, check=False)
+    assert (engine.endpoint, engine.concurrency, engine.timeout, engine.max_retries) == ("chat", 32, 60.0, 3)
+    assert (engine.backoff, engine.max_backoff, engine.max_tokens, engine.temperature) == (1.0, 30.0, 512, 0.0)
+    assert engine.client.timeout == httpx.Timeout(60.0) and engine.cache_dir is None and engine.extra_body == {}
+
+
+def test_the_openai_api_reads_its_key_from_its_usual_variable(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-abc")
+    engine = OpenAIEngine("gpt-x", check=False)
+    assert (engine.base_url, engine.name, engine.api_key_env) == (openai_engine.OPENAI_URL, "openai:gpt-x",
+                                                                  "OPENAI_API_KEY")  # fmt: skip
+    assert engine.client.headers["authorization"] == "Bearer sk-abc"
+    monkeypatch.delenv("OPENAI_API_KEY")
+    with pytest.raises(BackendError) as refused:
+        OpenAIEngine("gpt-x", check=False)
+    assert str(refused.value) == "openai backend: environment variable OPENAI_API_KEY (api_key_env) is not set"
+    assert OpenAIEngine("m", base_url=BASE, check=False).api_key_env is None  # a served model needs none
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"endpoint": "responses"}, "openai backend: endpoint must be 'chat' or 'completions', got 'responses'"),
+        ({"concurrency": 0}, "openai backend: concurrency >= 1, max_retries >= 0 and timeout > 0 are required"),
+        ({"max_retries": -1}, "openai backend: concurrency >= 1, max_retries >= 0 and timeout > 0 are required"),
+        ({"timeout": 0}, "openai backend: concurrency >= 1, max_retries >= 0 and timeout > 0 are required"),
+    ],
+)
+def test_bad_engine_settings_are_refused(options, message):
+    with pytest.raises(UsageError) as refused:
+        OpenAIEngine("m", base_url=BASE, check=False, **options)
+    assert str(refused.value) == message
+    OpenAIEngine("m", base_url=BASE, check=False, concurrency=1, max_retries=0, timeout=0.001)  # the bounds pass
+
+
+def _checked(reply, model: str = "m", **options) -> None:
+    engine, sent = _scripted([reply], **options)
+    engine.model = model
+    engine.check()
+    assert [str(r.url) for r in sent] == [f"{BASE}/models"]
+
+
+@pytest.mark.parametrize(
+    "reply, message",
+    [
+        (httpx.ConnectTimeout("slow"), f"openai backend: no answer from {BASE} within 2.5 s (is the URL right?)"),
+        (httpx.ConnectError("refused"), f"openai backend: cannot reach {BASE} (ConnectError: refused); is the "
+         "server running?"),
+        (httpx.Response(401), f"openai backend: {BASE} refused the request (HTTP 401); set api_key_env to the "
+         "variable holding the key"),
+        (httpx.Response(403), f"openai backend: {BASE} refused the request (HTTP 403); set api_key_env to the "
+         "variable holding the key"),
+        (httpx.Response(404), f"openai backend: {BASE}/models is not there (HTTP 404): is the base URL right? "
+         "OpenAI-compatible servers answer under /v1 (http://HOST:PORT/v1)"),
+        (httpx.Response(200, json={"data": [{"id": f"n{i}"} for i in range(10)]}), f"openai backend: {BASE} does not "
+         "serve 'm'; it serves: n0, n1, n2, n3, n4, n5, n6, n7"),
+        (httpx.Response(200, json={"data": ["m", {"name": "m"}, {"id": "n"}]}), f"openai backend: {BASE} does not "
+         "serve 'm'; it serves: n"),
+    ],
+)  # fmt: skip
+def test_the_start_up_check_fails_fast_saying_why(reply, message):
+    with pytest.raises(BackendError) as refused:
+        _checked(reply, timeout=2.5)
+    assert str(refused.value) == message
+
+
+def test_the_start_up_check_names_the_key_variable_and_never_the_key(monkeypatch):
+    monkeypatch.setenv("MY_KEY", "sk-secret")
+    with pytest.raises(BackendError) as refused:
+        _checked(httpx.Response(403), api_key_env="MY_KEY")
+    assert str(refused.value).endswith("refused the request (HTTP 403); check the key in $MY_KEY")
+    with pytest.raises(BackendError) as refused:
+        _checked(httpx.ConnectError("refused sk-secret"), api_key_env="MY_KEY")
+    assert "(ConnectError: refused ***)" in str(refused.value)
+    engine, _ = _scripted([httpx.Response(400, text="echo sk-secret")], api_key_env="MY_KEY")
+    assert engine.chat([HELLO])[0].error == f"{URL}: HTTP 400: 'echo ***' (not retried)"
+    keyless, _ = _scripted([httpx.Response(400, text="a*b XXXX")])
+    assert keyless.chat([HELLO])[0].error == f"{URL}: HTTP 400: 'a*b XXXX' (not retried)"  # no key: nothing scrubbed
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        httpx.Response(200, json={"data": [{"id": "n"}, {"id": "m"}]}),  # served
+        httpx.Response(200, json={"data": []}),  # lists nothing: nothing to check against
+        httpx.Response(200, json={"object": "list"}),
+        httpx.Response(200, json={"data": {"id": "n"}}),  # not a list
+        httpx.Response(200, json=["n"]),
+        httpx.Response(200, text="not json"),
+        httpx.Response(500, json={"data": [{"id": "n"}]}),  # a failing /models lists nothing
+    ],
+)
+def test_the_start_up_check_passes_when_the_model_is_served_or_nothing_is_listed(reply):
+    _checked(reply)
+
+
+def test_a_local_folder_is_served_under_any_spelling_of_its_path(tmp_path, monkeypatch):
+    (tmp_path / "model").mkdir()
+    monkeypatch.chdir(tmp_path)
+    _checked(httpx.Response(200, json={"data": [{"id": str(tmp_path / "model")}]}), model="./model")
+    with pytest.raises(BackendError, match="does not serve './elsewhere'"):
+        _checked(httpx.Response(200, json={"data": [{"id": str(tmp_path / "elsewhere")}]}), model="./elsewhere")
+    assert openai_engine._same_model("m", ["m"]) and not openai_engine._same_model("./model", ["other"])
