@@ -76,10 +76,10 @@ def group(runs: list[Path]) -> list[Group]:
         kin = [g for g in found if g.config.get("algorithm") == algorithm]
         for g, extra in zip(kin, _apart(kin)):  # named by the algorithm and what sets it apart from its kin
             g.label = str(algorithm or "run") + (f" ({extra})" if extra else "")
-    labels = [g.label for g in found]
-    for g in found:  # still alike: number them
-        if labels.count(g.label) > 1:
-            g.label = f"{g.label} #{[h for h in found if h.label == g.label].index(g) + 1}"
+    alike = {label: [g for g in found if g.label == label] for label in {g.label for g in found}}
+    for same in alike.values():  # still alike: number them, all from the labels before any is renamed
+        for number, g in enumerate(same if len(same) > 1 else [], start=1):
+            g.label = f"{g.label} #{number}"
     return found
 
 
