@@ -64,6 +64,7 @@ def test_static_vs_dynamic_quick_end_to_end(tmp_path, tiny_model_dir):
     assert oracle["oracle"]["accuracy"] == oracle["oracle (dynamic)"]["accuracy"] == 1.0
 
 
+@pytest.mark.slow  # new interpreters
 def test_the_gpu_check_says_where_it_cannot_run_and_its_cpu_showable_check_passes(tmp_path):
     """``experiments/gpu_check.py`` on a machine without a GPU checks nothing and says so (exit 2); its one check that
     needs no GPU, the refusal of a vllm: reward solver beside TRL's colocated vLLM, runs here as it will there."""

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from rlrefine.core.format import decomposer_messages
@@ -81,6 +82,7 @@ def test_generation_stops_at_the_models_own_end_of_turn_token(tiny_model_dir, te
     assert reply.finished and reply.completion_tokens == 1
 
 
+@pytest.mark.slow  # a new interpreter, with its own process group
 def test_a_frozen_model_computes_as_on_one_process_when_loaded_as_fsdps_second_process(tiny_model_dir):
     """Under FSDP with CPU-RAM-efficient loading (``configs/accelerate/fsdp2.yaml``), transformers may load a model
     on processes other than the first with placeholders for FSDP to fill in from the first: only the model FSDP wraps
