@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "rlrefine"
 
 
+@pytest.mark.slow  # starts train.py in a new interpreter
 def test_no_module_shadows_the_standard_library():
     """`python rlrefine/train.py` puts rlrefine/ first on sys.path: a module named like a stdlib one (numbers.py,
     types.py) would be imported by torch in its place."""
