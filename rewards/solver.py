@@ -65,8 +65,9 @@ class SolverCorrectness:
 
     ``subquestion_cost`` is a share taken off *correct* answers per sub-question (a score of 1 with two sub-questions
     at 0.05: 0.9; F1's partial credit shrinks by the same share): among decompositions that work, shorter ones win,
-    and a right answer never scores below a wrong one (0), however many sub-questions it took. ``truncated`` is the reward of a completion
-    cut at the length cap (0: a policy cannot game the solver with endless sub-questions; None: skip it).
+    and a right answer never scores below a wrong one (0), however many sub-questions it took. ``truncated`` is the
+    reward of a completion cut at the length cap (0: a policy cannot game the solver with endless sub-questions;
+    None: skip it).
     """
 
     def __init__(

@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ["sft_vs_rl", "solver_transfer", "cross_domain", "distill_which_part", "subq_cap", "static_vs_dynamic"]
 
 
+@pytest.mark.slow  # a new interpreter per script
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_each_script_takes_the_shared_options(script):
     done = subprocess.run(
@@ -48,6 +49,7 @@ def test_sft_vs_rl_quick_end_to_end(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in (out / "default").rglob("*")} == runs  # not a file written or added
 
 
+@pytest.mark.slow  # the script end to end
 def test_static_vs_dynamic_quick_end_to_end(tmp_path, tiny_model_dir):
     out = tmp_path / "svd"
     script = str(ROOT / "experiments" / "static_vs_dynamic.py")
