@@ -14,6 +14,13 @@ SOLVER_FILE = str(ROOT / "experiments" / "plugins" / "calculator_solver.py")  # 
 DECOMPOSER_FILE = str(ROOT / "experiments" / "plugins" / "dedup_decomposer.py")
 
 
+def refusal(call, *args, **kwargs) -> str:
+    """The one-line message of the UsageError ``call(*args, **kwargs)`` raises."""
+    with pytest.raises(UsageError) as refused:
+        call(*args, **kwargs)
+    return str(refused.value)
+
+
 @pytest.mark.parametrize(
     "kind, spec, expected",
     [
@@ -187,11 +194,8 @@ def test_every_builtin_resolves_to_what_its_kind_is(test_rows, reward_batch):
     ],
 )
 def test_bad_settings_are_one_line_naming_the_setting(kind, spec, message):
-    from rlrefine.core.protocols import UsageError
 
-    with pytest.raises(UsageError) as refused:
-        build(kind, spec)
-    assert str(refused.value).startswith(message)
+    assert refusal(build, kind, spec).startswith(message)
 
 
 def test_a_comma_inside_one_value_stays_in_it():
@@ -287,9 +291,7 @@ def test_spec_texts_and_mappings_parse_to_name_and_settings(kind, spec, expected
     ],
 )  # fmt: skip
 def test_parse_errors_are_exact(kind, spec, message):
-    with pytest.raises(UsageError) as refused:
-        registry.parse_spec(kind, spec)
-    assert str(refused.value) == message
+    assert refusal(registry.parse_spec, kind, spec) == message
 
 
 def test_a_bad_yaml_spec_quotes_the_first_line_of_the_yaml_error():
@@ -471,15 +473,14 @@ def test_bad_settings_name_the_setting_and_what_it_must_be(plugin, spec, message
         with pytest.raises(UsageError, match=r"^solver '.*': missing setting\(s\) first$"):
             build("solver", f"{plugin}:{spec}")
         return
-    with pytest.raises(UsageError) as refused:
-        build("solver", f"{plugin}:{spec}")
-    assert str(refused.value) == f"solver {target!r}: {message}"
+    assert refusal(build, "solver", f"{plugin}:{spec}") == f"solver {target!r}: {message}"
 
 
 def test_the_context_is_not_a_valid_setting_to_list(plugin):
-    with pytest.raises(UsageError) as refused:
-        build("reward", f"{plugin}:score_factory:bogus=1", tokenizer="tok")
-    assert str(refused.value) == f"reward '{plugin}:score_factory': unknown setting(s) bogus; valid: scale"
+    assert (
+        refusal(build, "reward", f"{plugin}:score_factory:bogus=1", tokenizer="tok")
+        == f"reward '{plugin}:score_factory': unknown setting(s) bogus; valid: scale"
+    )
     assert build("reward", f"{plugin}:score_factory:scale=2", tokenizer="tok").tokenizer == "tok"
 
 
@@ -489,25 +490,19 @@ def test_a_plain_reward_takes_its_own_keyword_parameters_typed(plugin):
     assert build("reward", {"name": f"{plugin}:scaled", "label": "x"})(None, ["a"]) == [1.0]  # a label is no setting
     assert not hasattr(build("reward", f"lbl={plugin}:plain"), "name")  # a reward's label names its wrapper, not it
     assert not hasattr(build("reward", f"lbl={plugin}:scaled:scale=2"), "name")
-    with pytest.raises(UsageError) as refused:
-        build("reward", f"{plugin}:scaled:shift=x")
-    assert str(refused.value) == f"reward '{plugin}:scaled': shift must be int, got 'x'"
-    with pytest.raises(UsageError) as refused:
-        build("reward", f"{plugin}:scaled:kwargs=1,completions=2,zeta=3")
-    assert str(refused.value) == (
+    assert (
+        refusal(build, "reward", f"{plugin}:scaled:shift=x") == f"reward '{plugin}:scaled': shift must be int, got 'x'"
+    )
+    assert refusal(build, "reward", f"{plugin}:scaled:kwargs=1,completions=2,zeta=3") == (
         f"reward '{plugin}:scaled' is a ready reward, not a factory: it takes settings its own keyword parameters "
         "(scale, shift), not completions, kwargs, zeta; to take settings write a factory, a function or class that "
         "takes them and returns the reward"
     )
-    with pytest.raises(UsageError) as refused:
-        build("reward", f"{plugin}:plain:a=1")
-    assert "it takes settings none, not a;" in str(refused.value)
+    assert "it takes settings none, not a;" in refusal(build, "reward", f"{plugin}:plain:a=1")
 
 
 def test_a_ready_solver_takes_no_settings(plugin):
-    with pytest.raises(UsageError) as refused:
-        build("solver", f"{plugin}:READY:value=1,b=2")
-    assert str(refused.value) == (
+    assert refusal(build, "solver", f"{plugin}:READY:value=1,b=2") == (
         f"solver '{plugin}:READY' is a ready solver, not a factory: it takes settings none, not b, value; to take "
         "settings write a factory, a function or class that takes them and returns the solver"
     )
@@ -521,12 +516,11 @@ def test_a_ready_solver_is_not_called_nor_checked_even_when_it_is_callable(plugi
 
 
 def test_what_a_name_points_to_must_be_or_make_an_object_of_the_kind(plugin):
-    with pytest.raises(UsageError) as refused:
-        build("solver", f"{plugin}:wrong")
-    assert str(refused.value) == f"solver '{plugin}:wrong' gave int, not an object with .solve(rows, subquestions)"
-    with pytest.raises(UsageError) as refused:
-        build("solver", f"{plugin}:CONSTANT")
-    assert str(refused.value) == (
+    assert (
+        refusal(build, "solver", f"{plugin}:wrong")
+        == f"solver '{plugin}:wrong' gave int, not an object with .solve(rows, subquestions)"
+    )
+    assert refusal(build, "solver", f"{plugin}:CONSTANT") == (
         f"solver '{plugin}:CONSTANT' is a int, not an object with .solve(rows, subquestions) nor a factory of one"
     )
     with pytest.raises(UsageError) as refused:
@@ -539,34 +533,26 @@ def test_what_a_name_points_to_must_be_or_make_an_object_of_the_kind(plugin):
 
 
 def test_a_plugin_attribute_that_is_missing_lists_the_public_callables(plugin):
-    with pytest.raises(UsageError) as refused:
-        build("solver", f"{plugin}:Missing")
-    assert str(refused.value) == (
+    assert refusal(build, "solver", f"{plugin}:Missing") == (
         f"{plugin} has no 'Missing'; it defines: Answer, Decomp, Decomposed, SolveResult, anything, callable_solver, "
         "needs, numbers, only_args, pair, plain, scaled, score_factory, wrong"
     )  # READY and CONSTANT are no callables, _hidden is private
-    with pytest.raises(UsageError) as refused:
-        build("solver", "rlrefine.core.atomic:nothing_here")
-    assert str(refused.value).startswith("rlrefine.core.atomic has no 'nothing_here'; it defines: ")
+    assert refusal(build, "solver", "rlrefine.core.atomic:nothing_here").startswith(
+        "rlrefine.core.atomic has no 'nothing_here'; it defines: "
+    )
 
 
 def test_a_missing_plugin_file_or_a_broken_one_is_one_line_and_a_fixed_one_loads(tmp_path):
-    with pytest.raises(UsageError) as refused:
-        build("solver", f"{tmp_path}/absent.py:Solver")
-    assert str(refused.value) == f"plugin file '{tmp_path}/absent.py' not found"
+    assert refusal(build, "solver", f"{tmp_path}/absent.py:Solver") == f"plugin file '{tmp_path}/absent.py' not found"
     broken = tmp_path / "broken.py"
     broken.write_text("raise RuntimeError('not yet')\n")
-    with pytest.raises(UsageError) as refused:
-        build("solver", f"{broken}:READY")
-    assert str(refused.value) == f"plugin file {broken}: RuntimeError: not yet"
+    assert refusal(build, "solver", f"{broken}:READY") == f"plugin file {broken}: RuntimeError: not yet"
     broken.write_text(PLUGIN)
     assert build("solver", f"{broken}:READY").value == 5
 
 
 def test_an_import_error_names_the_module_and_the_error():
-    with pytest.raises(UsageError) as refused:
-        registry.find("solver", "no_such_module_here:Solver")
-    assert str(refused.value) == (
+    assert refusal(registry.find, "solver", "no_such_module_here:Solver") == (
         "solver 'no_such_module_here:Solver': cannot import 'no_such_module_here': ModuleNotFoundError: "
         "No module named 'no_such_module_here'"
     )
@@ -579,9 +565,7 @@ def test_find_looks_names_up_in_the_kind_then_the_engines_and_refuses_the_rest()
     assert registry.find("solver", "symbolic") is SymbolicSolver
     assert registry.find("solver", "openai") is OpenAIEngine and registry.find("decomposer", "openai") is OpenAIEngine
     for name in ("nonesuch", ":attr"):
-        with pytest.raises(UsageError) as refused:
-            registry.find("reward", name)
-        assert str(refused.value).startswith(f"unknown reward {name!r}; valid: cap, cost,")
+        assert refusal(registry.find, "reward", name).startswith(f"unknown reward {name!r}; valid: cap, cost,")
     with pytest.raises(UsageError, match="^unknown reward 'openai'"):
         registry.find("reward", "openai")  # an engine is a solver or decomposer, not a reward
 
@@ -600,20 +584,22 @@ def test_check_resolves_and_checks_settings_without_building(plugin):
     assert registry.check("solver", f"lab={plugin}:needs:first=1") == ()  # a label is no setting
     assert registry.check("solver", f"{plugin}:READY") == ()  # a ready one: nothing to check
     assert registry.check("reward", "builtins:max") == ()  # no signature to read: nothing required
-    with pytest.raises(UsageError) as refused:
-        registry.check("solver", f"{plugin}:needs:second=2")
-    assert str(refused.value) == f"solver '{plugin}:needs': missing setting(s) first"
-    with pytest.raises(UsageError) as refused:
-        registry.check("reward", "builtins:max:a=1")
-    assert str(refused.value) == "reward 'builtins:max': unknown setting(s) a; valid: none"
+    assert (
+        refusal(registry.check, "solver", f"{plugin}:needs:second=2")
+        == f"solver '{plugin}:needs': missing setting(s) first"
+    )
+    assert (
+        refusal(registry.check, "reward", "builtins:max:a=1")
+        == "reward 'builtins:max': unknown setting(s) a; valid: none"
+    )
 
 
 def test_a_folder_named_like_an_unknown_reward_gets_no_folder_hint(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "formatt").mkdir()
-    with pytest.raises(UsageError) as refused:
-        registry.parse_spec("reward", "formatt")
-    assert str(refused.value).startswith("unknown reward 'formatt'; did you mean 'format'? valid: cap,")
+    assert refusal(registry.parse_spec, "reward", "formatt").startswith(
+        "unknown reward 'formatt'; did you mean 'format'? valid: cap,"
+    )
 
 
 def test_a_plugin_file_in_a_folder_with_a_colon_loads_by_the_last_colon(tmp_path):
