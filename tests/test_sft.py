@@ -246,3 +246,46 @@ def test_lora_is_a_switch_and_ships_merged(tiny_model_dir, tmp_path):
     assert (out / "model.safetensors").exists() and not (out / "adapter_config.json").exists()
     assert json.loads((out / "eval.json").read_text())["training"]["lora"] is True
     assert changed_tensors(tiny_model_dir, out)
+
+
+def test_fused_head_scores_labelled_tokens_only_with_the_same_loss_and_gradient(tiny_model_dir):
+    """TRL's fused LM head scores every position off CUDA; ``trainers.score_labelled_tokens_only`` makes it score the
+    labelled ones on a CPU too (the cost of a real model's SFT step halves). Same log-probabilities, loss and
+    gradient as TRL's own path, which is reproduced here by handing back its original device test."""
+    import torch
+    import trl.trainer.utils as trl_utils
+    from transformers import AutoModelForCausalLM
+    from trl.kernels.chunked_logprob import _use_triton as trl_device_test
+
+    from rlrefine.training.trainers import score_labelled_tokens_only
+
+    assert score_labelled_tokens_only() and trl_utils._use_triton(torch.device("cpu"))
+    patched = trl_utils._use_triton
+    torch.manual_seed(0)
+    ids = torch.randint(3, 40, (3, 11))
+    mask = torch.ones_like(ids)
+    mask[0, :4] = 0  # left padding
+    labels = ids.masked_fill(mask == 0, -100)
+    labels[:, :7] = -100  # a prompt: no labels
+    labels[2, 9] = -100  # a hole inside the completion
+    results = []
+    for device_test in (trl_device_test, patched):
+        trl_utils._use_triton = device_test
+        try:
+            model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+            trl_utils.add_fused_lm_head(model, outputs=("log_probs", "entropy"))
+            out = model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True)
+            out.log_probs.sum().backward()
+            grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+            results.append((out.log_probs.detach(), out.entropy.detach(), grads))
+        finally:
+            trl_utils._use_triton = patched
+    (full, full_entropy, full_grad), (compact, compact_entropy, compact_grad) = results
+    scored = labels[:, 1:] != -100
+    assert scored.sum() == 11 and (compact[~scored] == 0).all() and (compact[scored] != 0).all()
+    torch.testing.assert_close(compact, full, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(compact_entropy[scored], full_entropy[scored], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(compact_grad, full_grad, rtol=1e-4, atol=1e-6)
+    reference = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits[:, :-1].float(), -1)
+    expected = reference.gather(-1, labels[:, 1:].clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    torch.testing.assert_close(compact[scored], expected[scored], rtol=1e-4, atol=1e-5)

@@ -28,6 +28,32 @@ TRAINER_DEFAULTS = {
 }
 
 
+def score_labelled_tokens_only() -> bool:
+    """Make TRL's fused LM head score only the positions that have a label, on a CPU as it does on CUDA.
+
+    TRL 1.16 computes the per-token log-probabilities of SFT, GRPO and RLOO in vocabulary chunks
+    (``ChunkedLogProbFunction``), and off CUDA/XPU it scores every position, prompt and padding included, so that
+    Neuron's tile shapes stay fixed. On a CPU nothing recompiles, and for a real model that is the step's largest
+    cost: SmolLM2-135M's 49k-token head over a 130-token prompt to train a 25-token answer was 48 % of an SFT step
+    (README, Numbers). The loss and its gradient are the same (``tests/test_trainers.py``); applied once, when this
+    module is imported, before any trainer exists. False when TRL no longer has the hook (then nothing changes)."""
+    import trl.trainer.utils as trl_utils
+
+    on_cuda = getattr(trl_utils, "_use_triton", None)
+    if on_cuda is None or getattr(on_cuda, "rlrefine", False):
+        return on_cuda is not None
+
+    def compact(device: torch.device) -> bool:
+        return device.type == "cpu" or on_cuda(device)
+
+    compact.rlrefine = True
+    trl_utils._use_triton = compact
+    return True
+
+
+score_labelled_tokens_only()
+
+
 class TimeBudget(TrainerCallback, ExportableState):
     """Stop training after a wall-clock budget: equal-time comparisons and hard limits on slow machines.
 
