@@ -133,3 +133,34 @@ def test_what_rft_keeps_from_the_tiny_decomposer_is_right_when_solved_again(tiny
         assert grade(solver.solve([row], [parsed.subquestions])[0].answer, row["answer"]) == 1.0, text
     solved = {prompt for prompt, _ in pairs}
     assert stats["pass_at_k"] >= len(solved) / len(rows)
+
+
+def test_rft_keeps_what_the_runs_cap_allows_not_the_papers_three(world):
+    """A depth-5 problem needs four sub-questions with hops=1: RFT keeps the oracle's four when the run's format
+    reward lifts the cap (``cap: null`` or 4), never under the paper's three; and it samples as long as it is told."""
+    from rlrefine.data import load_split
+    from rlrefine.training.rft import subquestion_cap
+
+    row = next(dict(r) for r in load_split("world:bench", "test", 200) if r["depth"] == 5)
+    graph = json.loads(row["graph"])
+    four = render([_question(graph, e) for e in graph["chain"][1:-1]])
+    assert parse(four).count == 4 and not parse(four).valid and parse(four, None).valid
+    model = Scripted({row["id"]: [Completion(four)]})
+    by_cap = {cap: collect(model, [row], "hops=1", k=1, seed=0, cap=cap)[1]["kept"] for cap in (3, 4, None)}
+    assert by_cap == {3: 0, 4: 1, None: 1}
+
+    assert subquestion_cap([{"name": "solver"}, {"name": "format", "weight": 0.1}]) == 3  # the default rewards
+    assert subquestion_cap(["solver", "{name: format, cap: null}"]) is None
+    assert subquestion_cap([{"name": "format", "cap": 5}]) == 5
+    assert subquestion_cap([{"name": "solver"}]) is None  # no reward limits the count: neither does RFT
+
+
+def test_rft_samples_up_to_its_max_completion_length(tiny_decomposer, world):
+    """RFT's sampling length is a setting (GRPO's name), 64 by default; it reaches the sampler."""
+    from rlrefine.training.settings import parse_pipeline
+
+    assert parse_pipeline(["--algorithm", "rft"])[1].max_completion_length == 64  # what README's RFT rows used
+    assert parse_pipeline(["--algorithm", "rft", "--max_completion_length", "48"])[1].max_completion_length == 48
+    rows = list(world["train"])[:64]  # the rows and samples of the test above, where some are kept at 64 tokens
+    kept, stats = collect(tiny_decomposer, rows, "hops=1", k=8, seed=0, max_tokens=3)
+    assert kept == [] and stats["pass_at_k"] == 0  # at three tokens no decomposition ends, so none is kept

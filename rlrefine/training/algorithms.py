@@ -48,4 +48,8 @@ RLOO = Algorithm(RLOOConfig, RLOOTrainer)
 # GAE lambda 1 (returns minus the critic's value) and no KL in the reward: the best of the settings README's PPO
 # section measured
 PPO = Algorithm(PPOConfig, PPOTrainer, {"lam": 1.0, "kl_coef": 0.0})
-RFT = Algorithm(RFTConfig, None, {"learning_rate": 5e-4, "max_steps": 200, "max_length": 256})
+# RFT samples up to 64 tokens (the student's decoding length), the length its README rows were measured with: set
+# max_completion_length to the RL algorithms' for a comparison under the same limits
+RFT = Algorithm(
+    RFTConfig, None, {"learning_rate": 5e-4, "max_steps": 200, "max_length": 256, "max_completion_length": 64}
+)

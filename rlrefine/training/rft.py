@@ -18,7 +18,7 @@ from pathlib import Path
 from datasets import Dataset
 from trl import SFTConfig
 
-from rlrefine.core.format import decomposer_messages
+from rlrefine.core.format import MAX_SUBQUESTIONS, decomposer_messages, parse
 
 log = logging.getLogger(__name__)
 
@@ -32,21 +32,32 @@ class RFTConfig(SFTConfig):
         default=250, metadata={"help": "RFT: problems sampled per round (small rounds: more of them fit a budget)"}
     )
     rft_rounds: int = field(default=3, metadata={"help": "RFT: sample -> filter -> SFT rounds"})
+    max_completion_length: int = field(
+        default=64, metadata={"help": "RFT: the longest decomposition sampled, in tokens (as GRPO's setting)"}
+    )
 
 
 def collect(
-    model: Path | object, rows: list[dict], solver: str, k: int, seed: int, instruction: str | None = ""
+    model: Path | object,
+    rows: list[dict],
+    solver: str,
+    k: int,
+    seed: int,
+    instruction: str | None = "",
+    cap: int | None = MAX_SUBQUESTIONS,
+    max_tokens: int = 64,
 ) -> tuple[list[dict], dict]:
-    """Sample k decompositions per problem from ``model`` (a model folder, or a decomposer that samples); keep each
-    distinct solver-correct one that ended on its own and is well formed as an SFT example."""
+    """Sample k decompositions of up to ``max_tokens`` per problem from ``model`` (a model folder, or a decomposer
+    that samples); keep each distinct solver-correct one that ended on its own and is well formed with at most
+    ``cap`` sub-questions (None: any number) as an SFT example."""
     from rlrefine.decomposers.model import from_folder
     from rlrefine.evaluation.evaluate import sample_and_solve
 
     if not callable(getattr(model, "sample", None)):
-        model = from_folder(str(model), instruction=instruction)
+        model = from_folder(str(model), instruction=instruction, max_tokens=max_tokens)
     kept, seen, solved = [], set(), set()
-    for row, gen, p, graded in sample_and_solve(model, rows, solver, k, seed):
-        if gen.finished and p.valid and graded["score"] == 1.0:
+    for row, gen, _, graded in sample_and_solve(model, rows, solver, k, seed):
+        if gen.finished and parse(gen.text, cap).valid and graded["score"] == 1.0:
             solved.add(row["id"])
             if (row["id"], gen.text) not in seen:
                 seen.add((row["id"], gen.text))
@@ -57,6 +68,19 @@ def collect(
                     }
                 )
     return kept, {"problems": len(rows), "pass_at_k": len(solved) / max(len(rows), 1), "kept": len(kept)}
+
+
+def subquestion_cap(rewards: list) -> int | None:
+    """The run's cap on sub-questions, as its rewards state it: the format reward's ``cap`` (the paper's three unless
+    it says otherwise; ``cap: null`` none), and no cap when no reward limits the count. What RFT keeps follows it, so
+    RFT meets the limit the RL algorithms' rewards set, not a constant of its own."""
+    from rlrefine.core.registry import parse_spec
+
+    for spec in rewards:
+        name, settings = parse_spec("reward", spec)
+        if name == "format":
+            return settings.get("cap", MAX_SUBQUESTIONS)
+    return None
 
 
 def rft(args, sft_config: RFTConfig, start: Path, out: Path, dtype: str = "float32") -> Path:
@@ -96,7 +120,14 @@ def rft(args, sft_config: RFTConfig, start: Path, out: Path, dtype: str = "float
             break  # out of time; a first round always runs (as a trainer's first step does), so there is a model
         batch = rng.sample(rows, min(sft_config.rft_problems, len(rows)))
         kept, stats = collect(
-            current, batch, args.train_solver, sft_config.rft_samples, sft_config.seed + round_, args.instruction
+            current,
+            batch,
+            args.train_solver,
+            sft_config.rft_samples,
+            sft_config.seed + round_,
+            args.instruction,
+            subquestion_cap(args.rewards),
+            sft_config.max_completion_length,
         )
         if not kept:
             history.append({"round": round_, **stats})
