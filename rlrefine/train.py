@@ -116,7 +116,7 @@ def eval_stage(args: PipelineArgs, trl_args, run: Path, sft: Path, rl: Path) -> 
         rows, decomposers, solvers, run / "eval", skip_unfit=True, cache=args.eval_cache, modes=args.eval_modes
     )
     results["pass_at_k"] = {
-        s.name: pass_at_k(s, rows, args.train_solver, args.pass_k, seed=trl_args.seed) for s in students
+        s.name: pass_at_k(s, rows, args.train_solver, args.pass_k, seed=trl_args.seed) for s in students if args.pass_k
     }
     write_json(run / "results.json", results)
     write_text(run / "results.md", results_markdown(results))

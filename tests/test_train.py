@@ -303,3 +303,18 @@ def test_students_are_evaluated_with_as_many_tokens_as_rl_let_them_write(tiny_mo
         eval_stage(args, trl_args, tmp_path / f"run-{length}", tiny_model_dir, tiny_model_dir)
         students = {d.name: d.engine.max_tokens for d in built if d.name in ("sft", "rl-grpo")}
         assert students == {"sft": expected, "rl-grpo": expected}
+
+
+def test_pass_k_zero_evaluates_without_sampling(tiny_model_dir, tmp_path):
+    """``pass_k: 0`` leaves pass@k out (a real student's sampling costs minutes on a CPU); the matrix is whole."""
+    from types import SimpleNamespace
+
+    from rlrefine.train import eval_stage
+    from rlrefine.training.settings import PipelineArgs
+
+    args = PipelineArgs(data="world:small", eval_limit=2, eval_solvers=["hops=1"], pass_k=0)
+    results = eval_stage(
+        args, SimpleNamespace(max_completion_length=32, seed=0), tmp_path, tiny_model_dir, tiny_model_dir
+    )
+    assert results["pass_at_k"] == {} and {"sft", "rl-grpo"} <= {c["decomposer"] for c in results["cells"]}
+    assert "pass@" not in (tmp_path / "results.md").read_text()

@@ -90,7 +90,9 @@ class EvalStage:
         default_factory=lambda: ["static"],
         metadata={"help": "static, dynamic or both: dynamic cells are extra rows, 'NAME (dynamic)'"},
     )
-    pass_k: int = field(default=8, metadata={"help": "pass@k of SFT and RL decomposers with the training solver"})
+    pass_k: int = field(
+        default=8, metadata={"help": "pass@k of SFT and RL decomposers with the training solver (0: none)"}
+    )
     eval_cache: str | None = field(
         default=None, metadata={"help": "an evaluation cache shared by runs (default: RUN/eval); cells are reused"}
     )
