@@ -62,6 +62,24 @@ def test_bench_hf_solver_on_tiny_settings(monkeypatch, capsys):
     assert report["batched_tok_per_s"] > 0 and report["loop_tok_per_s"] > 0 and report["speedup"] > 0
 
 
+@pytest.mark.slow  # two SFT and two GRPO runs
+def test_bench_real_step_measures_both_settings_and_leaves_trl_as_it_found_it(monkeypatch, capsys, tiny_model_dir):
+    import torch
+    import trl.trainer.utils as trl_utils
+    from trl.extras.profiling import ProfilingContext
+
+    logged = ProfilingContext._log_metrics
+    _script(monkeypatch, "bench_real_step.py", "--model", str(tiny_model_dir), "--steps", "2", "--rounds", "1")
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for setting in ("before", "after"):
+        for key in ("sft_", "grpo_", "grpo_{}_generation", "grpo_{}_forward"):
+            name = key.format(setting) if "{}" in key else key + setting
+            assert report[name] > 0, name
+        assert report["grpo_" + setting] > report[f"grpo_{setting}_forward"]  # backward and the optimizer are the rest
+    assert report["sft_speedup"] > 0 and report["grpo_speedup"] > 0
+    assert ProfilingContext._log_metrics is logged and trl_utils._use_triton(torch.device("cpu"))
+
+
 @pytest.mark.slow
 def test_the_papers_table_1_script_on_its_quick_settings(tmp_path, monkeypatch, capsys):
     out = tmp_path / "table1"
