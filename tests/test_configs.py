@@ -27,14 +27,14 @@ SPEC_KEYS = {"teacher": "decomposer", "decomposer": "decomposer", "train_solver"
 TINY_RUN = {"eval_limit": 4, "train_limit": 4, "pass_k": 2}  # a few problems
 # a few small steps, one checkpoint saved
 TINY_TRAINING = {"max_steps": 2, "save_steps": 2, "logging_steps": 1, "gradient_accumulation_steps": 1}
-GPU_ONLY = {"use_vllm": False, "bf16": False, "fp16": False}  # what a CPU cannot run; everything else runs as written
+GPU_ONLY = {"use_vllm": False, "fp16": False}  # what a CPU cannot run (bf16 autocast it can); the rest runs as written
 
 
 def cpu_standin(config: Path, out: Path, served: dict[str, Served] | None = None) -> Path:
     """``config`` as a CPU runs it, written to ``out/standin.yaml``: every real model (``hf:``, ``vllm:``, ``openai:``
     specs) becomes a model behind a real ``transformers serve`` (``served[role]``, role ``decomposer`` or ``solver``),
-    a hub base model the bundled tiny base; vLLM, bf16 and bfloat16 are off; steps, problems and lengths are tiny.
-    Every other key runs as written."""
+    a hub base model the bundled tiny base; vLLM, fp16 and bfloat16 weights are off (bf16 autocast runs); steps,
+    problems and lengths are tiny. Every other key runs as written."""
     cfg = yaml.safe_load(config.read_text())
     real_models = []
 
