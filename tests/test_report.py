@@ -109,6 +109,21 @@ def test_one_setting_that_tells_groups_apart_is_the_label(tmp_path):
     assert [g.label for g in group(runs)] == ["grpo (teacher=teacher:cap=None)", "grpo (teacher=teacher:cap=2)"]
 
 
+def test_students_of_other_models_are_named_by_the_model_not_a_shorter_setting(tmp_path):
+    """A real model's config changes its steps and pass@k too; ``pass_k=0`` would tell the groups apart in fewer
+    characters, but the reader compares models. Where the model does not tell them apart, the shortest rule holds."""
+    from rlrefine.evaluation.report import group
+
+    tiny = {"algorithm": "grpo", "base_model": "base", "max_steps": 300, "pass_k": 4, "seed": 0}
+    real = {"algorithm": "grpo", "base_model": "smollm2", "max_steps": 24, "pass_k": 0, "seed": 0}
+    runs = [_run(tmp_path, name, c, _grpo(0, 0.9, 0.7)) for name, c in (("tiny", tiny), ("real", real))]
+    assert [g.label for g in group(runs)] == ["grpo (base_model=base)", "grpo (base_model=smollm2)"]
+    same_model = [{**tiny, "pass_k": k, "max_steps": 300 + k, "base_model": m} for k, m in ((1, "base"), (2, "base"))]
+    same_model.append({**tiny, "pass_k": 3, "max_steps": 303, "base_model": "smollm2"})
+    runs = [_run(tmp_path, f"m{i}", c, _grpo(0, 0.9, 0.7)) for i, c in enumerate(same_model)]
+    assert [g.label for g in group(runs)] == ["grpo (pass_k=1)", "grpo (pass_k=2)", "grpo (pass_k=3)"]
+
+
 def test_a_train_x_eval_matrix_is_labelled_by_the_fewest_settings(tmp_path):
     """solver_transfer.py's runs: the training solver differs, and one run trains on a reward list of its own. Each
     group is named by what sets it apart (reward lists by their names), and a training solver given as ``memory=1``

@@ -86,7 +86,8 @@ def group(runs: list[Path]) -> list[Group]:
 def _apart(kin: list[Group]) -> list[str]:
     """Per group, the fewest settings (shortest when several would do) that tell these groups apart, e.g.
     ``train_solver=neural`` rather than every setting that differs; a reward list is shown by its names when they
-    suffice (``rewards=multi_solver+format``)."""
+    suffice (``rewards=multi_solver+format``). Students of different models are named by their ``base_model``, not
+    by a shorter setting that came with it (a real model's config changes its steps and learning rates too)."""
     keys = sorted({k for g in kin for k in g.config} - GROUPING_IGNORES)
     full = {k: [json.dumps(g.config.get(k), sort_keys=True, default=str) for g in kin] for k in keys}
     differing = [k for k in keys if len(set(full[k])) > 1]
@@ -98,6 +99,8 @@ def _apart(kin: list[Group]) -> list[str]:
     def tells_apart(keys: tuple[str, ...]) -> bool:
         return len({tuple(texts[k][i] for k in keys) for i in range(len(kin))}) == len(kin)
 
+    if "base_model" in differing and tells_apart(("base_model",)):  # students of other models: named by the model
+        return [f"base_model={texts['base_model'][i]}" for i in range(len(kin))]
     chosen = tuple(differing)
     for size in range(1, len(differing) + 1):
         apart = [c for c in combinations(differing, size) if tells_apart(c)]
