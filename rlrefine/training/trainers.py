@@ -35,7 +35,7 @@ def score_labelled_tokens_only() -> bool:
     (``ChunkedLogProbFunction``), and off CUDA/XPU it scores every position, prompt and padding included, so that
     Neuron's tile shapes stay fixed. On a CPU nothing recompiles, and for a real model that is the step's largest
     cost: SmolLM2-135M's 49k-token head over a 130-token prompt to train a 25-token answer was 48 % of an SFT step
-    (README, Numbers). The loss and its gradient are the same (``tests/test_trainers.py``); applied once, when this
+    (README, Numbers). The loss and its gradient are the same (``tests/test_sft.py``); applied once, when this
     module is imported, before any trainer exists. False when TRL no longer has the hook (then nothing changes)."""
     import trl.trainer.utils as trl_utils
 
