@@ -20,7 +20,8 @@ def main() -> None:
     cli.add_argument("--data", default="world")
     cli.add_argument("--domains", nargs="+", default=list(DOMAINS), choices=DOMAINS, help="the domains trained on")
     args, extra = cli.parse_known_args()
-    extra = [a for i, a in enumerate(extra) if a != "--" or "--" in extra[:i]]  # the separator, if given
+    if "--" in extra:  # the separator, if given
+        extra.remove("--")
     seeds = args.seeds[:1] if args.quick else args.seeds
     data = "world:small" if args.quick else args.data
     runs = [

@@ -57,7 +57,7 @@ def collect(
         model = from_folder(str(model), instruction=instruction, max_tokens=max_tokens)
     kept, seen, solved = [], set(), set()
     for row, gen, _, graded in sample_and_solve(model, rows, solver, k, seed):
-        if gen.finished and parse(gen.text, cap).valid and graded["score"] == 1.0:
+        if gen.finished and graded["score"] == 1.0 and parse(gen.text, cap).valid:  # parsed again: the run's cap
             solved.add(row["id"])
             if (row["id"], gen.text) not in seen:
                 seen.add((row["id"], gen.text))
