@@ -57,7 +57,10 @@ def test_eval_resumes_from_its_cache(world_dir, tmp_path):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["eval", "--solvers", "nueral"], "unknown solver 'nueral'; did you mean 'neural'? valid: hf, model, neural,"),
+        (
+            ["eval", "--solvers", "nueral"],
+            "unknown solver 'nueral'; did you mean 'neural'? valid: hf, mix, model, neural,",
+        ),
         (
             ["eval", "--decomposers", "gpt9"],
             "unknown decomposer 'gpt9'; valid: hf, model, none, openai, oracle, teacher",
@@ -509,9 +512,9 @@ def test_dynamic_cells_are_their_own_rows_cached_under_their_own_key(tmp_path):
     dynamic = results["cells"][1]
     assert (dynamic["accuracy"], dynamic["mean_subquestions"], dynamic["valid_format"]) == (1.0, 0.0, 1.0)
     from rlrefine.decomposers import make_decomposer
-    from rlrefine.evaluation.dynamic import VERSION
+    from rlrefine.evaluation.dynamic import version
 
-    name = f"{ev.cache_name(make_decomposer('none'))}__{ev.cache_name(solver)}__dynamic-{VERSION}.json"
+    name = f"{ev.cache_name(make_decomposer('none'))}__{ev.cache_name(solver)}__dynamic-{version(3)}.json"
     cell_file = tmp_path / "eval" / "cache" / ev.rows_key(ROWS) / name
     assert json.loads(cell_file.read_text()) == {
         k: v for k, v in results["cells"][1].items() if not k.startswith("cost_usd")
@@ -520,6 +523,7 @@ def test_dynamic_cells_are_their_own_rows_cached_under_their_own_key(tmp_path):
     again = _evaluate(tmp_path, ["none"], [solver], modes=("dynamic",))
     assert [(c["decomposer"], c["accuracy"]) for c in again["cells"]] == [("none (dynamic)", -1.0)]
     assert ev.dynamic_label("x") == "x (dynamic)"
+    assert version(3) != version(4)  # another round limit is another cell: a dialogue may have gone further
 
 
 def test_a_dynamic_cell_with_a_failure_is_not_cached(tmp_path):

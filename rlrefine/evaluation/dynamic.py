@@ -19,8 +19,20 @@ from rlrefine.solvers.base import solve_unique
 # how evaluation runs a decomposer: all sub-questions at once (the paper's pipeline), or one per round
 MODES = ("static", "dynamic")
 SUPPORTED = "none, oracle, teacher and model decomposers (a folder, hf:, vllm:, openai:)"
-# what evaluation caches key a dynamic cell on, beside the decomposer and the solver: the loop's cap and prompt
-VERSION = hashlib.sha256(f"{MAX_SUBQUESTIONS}|{NEXT_SUBQUESTION}".encode()).hexdigest()[:8]
+# the most rounds a dialogue runs when no cap limits its sub-questions (a run with the format reward's ``cap: null``):
+# deeper than any world problem (depth 6 needs five one-hop sub-questions), so it ends a loop, not a decomposition
+ROUND_LIMIT = 8
+History = list[tuple[str, str | None]]  # per round: the sub-question asked and the solver's answer (None: unknown)
+
+
+def version(max_rounds: int = MAX_SUBQUESTIONS) -> str:
+    """What evaluation caches key a dynamic cell on, beside the decomposer and the solver: the loop's cap and prompt."""
+    return hashlib.sha256(f"{max_rounds}|{NEXT_SUBQUESTION}".encode()).hexdigest()[:8]
+
+
+def rounds_for(cap: int | None) -> int:
+    """How many rounds a dialogue may run under a run's cap on sub-questions (``None``: no cap, ``ROUND_LIMIT``)."""
+    return ROUND_LIMIT if cap is None else cap
 
 
 def check_modes(modes: Sequence[str]) -> list[str]:
@@ -86,9 +98,18 @@ def solve_dynamic(
     A decomposition is the sub-questions asked, in the format, with the decomposer's tokens summed over rounds; a
     result is the solver's on the final list of sub-questions, with the solver's tokens summed over every call. A
     failed decomposer or solver call gives that problem an error result (``decomposer: ...`` or the solver's)."""
+    decomposed, results, _ = converse(decomposer, solver, rows, max_rounds)
+    return decomposed, results
+
+
+def converse(
+    decomposer: Decomposer, solver: Solver, rows: Sequence[Mapping], max_rounds: int = MAX_SUBQUESTIONS
+) -> tuple[list[Decomposed], list[SolveResult], list[History]]:
+    """``solve_dynamic``, and each problem's dialogue: what was asked and what the solver answered, per round. The one
+    loop behind dynamic evaluation, dynamic SFT data and multi-turn RL rollouts."""
     dynamic = require_dynamic(decomposer)
     rows = list(rows)
-    histories: list[list[tuple[str, str | None]]] = [[] for _ in rows]
+    histories: list[History] = [[] for _ in rows]
     tokens = [[0, 0] for _ in rows]  # decomposer prompt, completion
     spent = [[0, 0] for _ in rows]  # solver prompt, completion
     errors: list[str | None] = [None] * len(rows)  # why a problem has no answer (a decomposer or solver failure)
@@ -115,7 +136,7 @@ def solve_dynamic(
     decomposed = [
         Decomposed(render([q for q, _ in h]), t[0], t[1], reason) for h, t, reason in zip(histories, tokens, failed)
     ]
-    return decomposed, [_result(last[i], spent[i], errors[i]) for i in range(len(rows))]
+    return decomposed, [_result(last[i], spent[i], errors[i]) for i in range(len(rows))], histories
 
 
 def _solve(solver, rows, histories, todo, spent, errors, last) -> list[int]:

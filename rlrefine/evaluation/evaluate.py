@@ -22,14 +22,13 @@ from pathlib import Path
 import yaml
 
 from rlrefine.core.atomic import write_json, write_text
-from rlrefine.core.format import parse
+from rlrefine.core.format import MAX_SUBQUESTIONS, parse
 from rlrefine.core.protocols import UsageError
 from rlrefine.core.registry import check
 from rlrefine.core.tables import markdown_table
 from rlrefine.data import require
 from rlrefine.decomposers import Decomposer, make_decomposer
-from rlrefine.evaluation.dynamic import VERSION as DYNAMIC_VERSION
-from rlrefine.evaluation.dynamic import check_modes, require_dynamic, solve_dynamic, supports_dynamic
+from rlrefine.evaluation.dynamic import check_modes, require_dynamic, solve_dynamic, supports_dynamic, version
 from rlrefine.evaluation.pipeline import decompose
 from rlrefine.solvers import DEFAULT_SOLVERS, Solver, make_solver
 from rlrefine.solvers.base import records, solve_and_grade
@@ -109,12 +108,14 @@ def dynamic_label(name: str) -> str:
     return f"{name} (dynamic)"
 
 
-def dynamic_cell(rows: Sequence[Mapping], dec: Decomposer, solver: Solver, cell_path: Path | None) -> dict:
+def dynamic_cell(
+    rows: Sequence[Mapping], dec: Decomposer, solver: Solver, cell_path: Path | None, max_rounds: int = MAX_SUBQUESTIONS
+) -> dict:
     """A cell evaluated in dynamic mode (``rlrefine.evaluation.dynamic``), cached as static cells are. Its decompositions depend
     on the solver's answers, so there is no per-decomposer cache: a killed evaluation redoes the cell."""
     if cell_path and cell_path.exists():
         return json.loads(cell_path.read_text())
-    decomposed, results = solve_dynamic(dec, solver, rows)
+    decomposed, results = solve_dynamic(dec, solver, rows, max_rounds)
     parsed = [parse(d.text) for d in decomposed]
     cell = summarize(rows, decomposed, parsed, records(rows, results), dec, solver)
     cell.update(decomposer=dynamic_label(dec.name), mode="dynamic")
@@ -143,13 +144,15 @@ def evaluate(
     skip_unfit: bool = False,
     cache: str | Path | None = None,
     modes: Sequence[str] = ("static",),
+    max_rounds: int = MAX_SUBQUESTIONS,
 ) -> dict:
     """Evaluate every cell; with ``out``, cache and resume, and write results.json and results.md there. The cache
     (``out/cache`` unless ``cache`` names a folder that several evaluations share) is keyed by the rows, the exact
     decomposer and the exact solver, so a shared one only ever hands back the same cell.
 
     ``modes``: ``static`` (the paper's pipeline), ``dynamic`` (one sub-question per round after the solver's answers;
-    its cells are rows named "NAME (dynamic)", cached under a key of their own) or both.
+    its cells are rows named "NAME (dynamic)", cached under a key of their own) or both; a dialogue runs at most
+    ``max_rounds`` rounds.
 
     A decomposer that refuses these problems (the oracle where they have no gold sub-questions), or has no dynamic
     mode when one is asked for, fails the call before any work, or with ``skip_unfit`` (a default matrix) is left out
@@ -204,8 +207,8 @@ def evaluate(
         if dec in dynamic:
             start = time.perf_counter()
             for solver in solvers:
-                name = f"{cache_name(dec)}__{cache_name(solver)}__dynamic-{DYNAMIC_VERSION}.json"
-                cell = dynamic_cell(rows, dec, solver, shelf / key / name if shelf else None)
+                name = f"{cache_name(dec)}__{cache_name(solver)}__dynamic-{version(max_rounds)}.json"
+                cell = dynamic_cell(rows, dec, solver, shelf / key / name if shelf else None, max_rounds)
                 cells.append(priced(cell, dec, solver, prices))
             timings[dynamic_label(dec.name)] = time.perf_counter() - start  # decompose and solve, interleaved
     results = {
@@ -320,6 +323,9 @@ class EvalArgs:
     modes: list[str] = field(
         default_factory=lambda: ["static"], metadata={"help": "static, dynamic or both: how decomposers are run"}
     )
+    max_rounds: int = field(
+        default=MAX_SUBQUESTIONS, metadata={"help": "dynamic mode: the most rounds a dialogue runs"}
+    )
 
 
 def load_prices(path: str | None) -> dict:
@@ -351,7 +357,14 @@ def main(argv: list[str] | None = None) -> dict:
     (args,) = parse_config(EvalArgs, argv, prog="rlrefine eval")
     rows = load_split(args.data, args.split, args.limit, args.domain)
     results = evaluate(
-        rows, args.decomposers, args.solvers, args.out, load_prices(args.prices), args.batch_size, modes=args.modes
+        rows,
+        args.decomposers,
+        args.solvers,
+        args.out,
+        load_prices(args.prices),
+        args.batch_size,
+        modes=args.modes,
+        max_rounds=args.max_rounds,
     )
     sys.stdout.write(results_markdown(results))
     return results
