@@ -46,8 +46,8 @@ def _solve(solver_spec: str | Mapping, completions, kwargs) -> tuple[list, list[
 
 
 def _label(spec: str | Mapping) -> str:
-    """How a solver is named in reward and metric names: its spec, or for a mapping spec the solver's name."""
-    return spec if isinstance(spec, str) else shared_solver(spec).name
+    """How a solver is named in reward and metric names: its spec, or for a mapping spec (inline too) its name."""
+    return spec if isinstance(spec, str) and not spec.lstrip().startswith("{") else shared_solver(spec).name
 
 
 def _mean(values) -> float:

@@ -377,7 +377,9 @@ def test_spec_forms():
         make_solver({"backend": "openai", "model": "m", "colour": "red", "check": False})
     with pytest.raises(ValueError, match="^solver 'openai': missing setting.s. model$"):
         make_solver("{backend: openai}")
-    with pytest.raises(ValueError, match="^unknown solver 'bogus'; valid: hf, model, neural, openai, symbolic, vllm"):
+    with pytest.raises(
+        ValueError, match="^unknown solver 'bogus'; valid: hf, mix, model, neural, openai, symbolic, vllm"
+    ):
         make_solver("bogus")
     with pytest.raises(ValueError, match="do not put an API key in a spec"):
         make_solver({"name": "openai", "model": "m", "api_key": "sk-123", "check": False})

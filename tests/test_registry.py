@@ -64,7 +64,7 @@ def test_builtins_are_imported_only_when_used():
 @pytest.mark.parametrize(
     "kind, spec, message",
     [
-        ("solver", "nueral", "unknown solver 'nueral'; did you mean 'neural'? valid: hf, model, neural, openai,"),
+        ("solver", "nueral", "unknown solver 'nueral'; did you mean 'neural'? valid: hf, mix, model, neural, openai,"),
         ("decomposer", "techer", "unknown decomposer 'techer'; did you mean 'teacher'? valid: hf, model, none,"),
         ("reward", "formatt", "unknown reward 'formatt'; did you mean 'format'? valid: cap, cost, format,"),
         ("solver", "hop=1", "solver 'symbolic': unknown setting(s) hop; valid: hops, noise, memory, seed"),
@@ -180,7 +180,7 @@ def test_every_builtin_resolves_to_what_its_kind_is(test_rows, reward_batch):
     [
         ("solver", "", "solver spec must be a non-empty string or a mapping, got ''"),
         ("solver", "   ", "solver spec must be a non-empty string or a mapping"),
-        ("solver", {"model": "x"}, "solver spec {'model': 'x'} needs a 'name'; valid names: hf, model, neural,"),
+        ("solver", {"model": "x"}, "solver spec {'model': 'x'} needs a 'name'; valid names: hf, mix, model, neural,"),
         ("solver", {"name": 3}, "solver spec {'name': 3} needs a 'name'"),
         ("solver", "hops=1.5", "solver 'symbolic': hops must be int, got 1.5"),  # not a 1.5-hop solver
         ("solver", "hops=true", "solver 'symbolic': hops must be int, got True"),
@@ -278,12 +278,12 @@ def test_spec_texts_and_mappings_parse_to_name_and_settings(kind, spec, expected
          "'package.module:attr' or 'file.py:attr'"),  # a path is a model only where a model is one of the kind
         ("dataset", "wrld", "unknown dataset 'wrld'; did you mean 'world'? valid: bamboogle, drop, gsm8k, world, "
          f"'package.module:attr' or 'file.py:attr' (or {registry.ALSO['dataset']})"),
-        ("solver", "symbolc", "unknown solver 'symbolc'; did you mean 'symbolic'? valid: hf, model, neural, openai, "
+        ("solver", "symbolc", "unknown solver 'symbolc'; did you mean 'symbolic'? valid: hf, mix, model, neural, openai, "
          "symbolic, vllm, 'package.module:attr' or 'file.py:attr' (or a model folder)"),
         ("decomposer", "b=c", "unknown decomposer 'b=c'; valid: hf, model, none, openai, oracle, teacher, vllm, "
          "'package.module:attr' or 'file.py:attr' (or a model folder)"),  # "b=" is no label when "c" names nothing
         ("solver", 3, "solver spec must be a non-empty string or a mapping, got 3"),
-        ("solver", {"name": ""}, "solver spec {'name': ''} needs a 'name'; valid names: hf, model, neural, openai, "
+        ("solver", {"name": ""}, "solver spec {'name': ''} needs a 'name'; valid names: hf, mix, model, neural, openai, "
          "symbolic, vllm"),
         ("solver", "hops=1,a,b", "solver spec 'hops=1,a,b': settings are key=value separated by commas; 'a' is not"),
         ("solver", "hops=1, noise ", "solver spec 'hops=1, noise ': settings are key=value separated by commas; "
@@ -306,7 +306,7 @@ def test_a_bad_yaml_spec_quotes_the_first_line_of_the_yaml_error():
 
 
 def test_known_names_are_the_kinds_builtins_and_for_a_solver_or_decomposer_the_engines():
-    assert registry.known("solver") == ["hf", "model", "neural", "openai", "symbolic", "vllm"]
+    assert registry.known("solver") == ["hf", "mix", "model", "neural", "openai", "symbolic", "vllm"]
     assert registry.known("decomposer") == ["hf", "model", "none", "openai", "oracle", "teacher", "vllm"]
     assert registry.known("reward") == sorted(BUILTIN["reward"])  # no engine is a reward
     assert registry.known("dataset") == ["bamboogle", "drop", "gsm8k", "world"]

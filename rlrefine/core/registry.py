@@ -42,6 +42,7 @@ BUILTIN: dict[str, dict[str, str]] = {
         "symbolic": "rlrefine.solvers.symbolic:SymbolicSolver",
         "neural": "rlrefine.solvers.neural:neural",
         "model": "rlrefine.solvers.neural:from_folder",
+        "mix": "rlrefine.solvers.mix:SolverMix",
     },
     "decomposer": {
         "none": "rlrefine.decomposers.simple:NoDecomposer",
