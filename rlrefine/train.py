@@ -81,6 +81,7 @@ def sft_stage(args: PipelineArgs, model_args, run: Path, seed: int) -> Path:
         **concern(args, TeacherArgs),
         variant=args.sft_variant,
         filter_solver=args.train_solver,
+        rollout=args.rollout,
         eval_limit=0,
     )
     return train_sft(script, SFTConfig(**settings), model_args)
@@ -92,9 +93,11 @@ def eval_stage(args: PipelineArgs, trl_args, run: Path, sft: Path, rl: Path) -> 
     from rlrefine.core.atomic import write_json, write_text
     from rlrefine.data import load_split
     from rlrefine.decomposers import make_decomposer
+    from rlrefine.evaluation.dynamic import rounds_for
     from rlrefine.evaluation.evaluate import evaluate, pass_at_k, results_markdown
     from rlrefine.evaluation.plots import plot_run
     from rlrefine.solvers import DEFAULT_SOLVERS, shared_solver
+    from rlrefine.training.settings import subquestion_cap
 
     rows = list(load_split(args.data, args.eval_split, args.eval_limit))
     max_tokens = max(64, getattr(trl_args, "max_completion_length", None) or 0)
@@ -113,7 +116,14 @@ def eval_stage(args: PipelineArgs, trl_args, run: Path, sft: Path, rl: Path) -> 
     solvers = [shared_solver(s) for s in args.eval_solvers or DEFAULT_SOLVERS]  # the ones checked at start-up
     decomposers = ["none", "oracle", args.teacher, *students]  # without gold sub-questions: no oracle, with a note
     results = evaluate(
-        rows, decomposers, solvers, run / "eval", skip_unfit=True, cache=args.eval_cache, modes=args.eval_modes
+        rows,
+        decomposers,
+        solvers,
+        run / "eval",
+        skip_unfit=True,
+        cache=args.eval_cache,
+        modes=args.eval_modes,
+        max_rounds=rounds_for(subquestion_cap(args.rewards)),  # dialogues meet the cap training met
     )
     results["pass_at_k"] = {
         s.name: pass_at_k(s, rows, args.train_solver, args.pass_k, seed=trl_args.seed) for s in students if args.pass_k

@@ -31,7 +31,14 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.enviro
 
 
 # the SFT-trained tiny decomposer (~25 s), SmolLM2 (135M, ~20 s), a real server, a training process to kill
-SLOW_FIXTURES = {"tiny_decomposer", "smollm2_dir", "served", "served_smollm2", "kill_at_checkpoint"}
+SLOW_FIXTURES = {
+    "tiny_decomposer",
+    "tiny_dialogue_decomposer",
+    "smollm2_dir",
+    "served",
+    "served_smollm2",
+    "kill_at_checkpoint",
+}
 
 
 def pytest_collection_modifyitems(items):
@@ -105,32 +112,27 @@ def tiny_model_dir(tmp_path_factory, world):
     return out
 
 
+def _distill(out: Path, *flags: str) -> Path:
+    from rlrefine.commands.cli import main
+
+    argv = ["sft", "--variant", "sd-t", "--output_dir", str(out), "--data", "world:small", "--max_steps", "100"]
+    argv += ["--per_device_train_batch_size", "16", "--warmup_steps", "0", "--eval_limit", "0", *flags]
+    assert main(argv) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_dialogue_decomposer(tmp_path_factory):
+    """The bundled base model after a few SD-T steps on dialogues with hops=1 (``--rollout dynamic``): it asks one
+    sub-question a turn and stops, so a dialogue rollout has turns of every kind."""
+    return _distill(tmp_path_factory.mktemp("tiny-dialogue") / "decomposer", "--rollout", "dynamic")
+
+
 @pytest.fixture(scope="session")
 def tiny_decomposer(tmp_path_factory):
     """The bundled base model after a few SD-T steps: it writes the format, ends with EOS, and is sometimes
     right with hops=1 (so RL and RFT have signal)."""
-    from rlrefine.commands.cli import main
-
-    out = tmp_path_factory.mktemp("tiny-sft") / "decomposer"
-    argv = [
-        "sft",
-        "--variant",
-        "sd-t",
-        "--output_dir",
-        str(out),
-        "--data",
-        "world:small",
-        "--max_steps",
-        "100",
-        "--per_device_train_batch_size",
-        "16",
-        "--warmup_steps",
-        "0",
-        "--eval_limit",
-        "0",
-    ]
-    assert main(argv) == 0
-    return out
+    return _distill(tmp_path_factory.mktemp("tiny-sft") / "decomposer")
 
 
 @pytest.fixture(scope="session")

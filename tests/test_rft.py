@@ -139,7 +139,7 @@ def test_rft_keeps_what_the_runs_cap_allows_not_the_papers_three(world):
     """A depth-5 problem needs four sub-questions with hops=1: RFT keeps the oracle's four when the run's format
     reward lifts the cap (``cap: null`` or 4), never under the paper's three; and it samples as long as it is told."""
     from rlrefine.data import load_split
-    from rlrefine.training.rft import subquestion_cap
+    from rlrefine.training.settings import subquestion_cap
 
     row = next(dict(r) for r in load_split("world:bench", "test", 200) if r["depth"] == 5)
     graph = json.loads(row["graph"])

@@ -35,6 +35,7 @@ class Algorithm:
     config: type  # TRL's config class, holding the algorithm's own settings too (PPO's critic, RFT's rounds)
     trainer: type | None  # None: rejection-sampling fine-tuning, rounds of TRL's SFTTrainer (rlrefine.training.rft)
     defaults: dict = field(default_factory=dict)  # over the shared defaults above that its config has fields for
+    dialogue: bool = False  # trains with --rollout dynamic: its trainer takes TRL's rollout_func and env_mask
 
     def trl_defaults(self) -> dict:
         """Our defaults over TRL's for this algorithm: the shared ones its config has fields for (RFT's rounds are
@@ -43,7 +44,7 @@ class Algorithm:
         return {**{k: v for k, v in shared.items() if k in self.config.__dataclass_fields__}, **self.defaults}
 
 
-GRPO = Algorithm(GRPOConfig, GRPOTrainer)
+GRPO = Algorithm(GRPOConfig, GRPOTrainer, dialogue=True)
 RLOO = Algorithm(RLOOConfig, RLOOTrainer)
 # GAE lambda 1 (returns minus the critic's value) and no KL in the reward: the best of the settings README's PPO
 # section measured

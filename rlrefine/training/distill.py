@@ -15,11 +15,20 @@ from collections.abc import Mapping, Sequence
 
 from datasets import Dataset
 
-from rlrefine.core.format import decomposer_messages, parse, solver_messages
+from rlrefine.core.format import (
+    NO_DECOMPOSITION,
+    decomposer_messages,
+    dynamic_messages,
+    numbered,
+    parse,
+    render,
+    solver_messages,
+)
 from rlrefine.core.protocols import BackendError, Decomposed, UsageError
 from rlrefine.data import require
 from rlrefine.decomposers import make_decomposer
 from rlrefine.solvers import make_solver, solve_and_grade
+from rlrefine.solvers.base import records
 
 DECOMPOSER_VARIANTS = ("sd-t", "sd-r", "oracle")
 SOLVER_VARIANTS = ("onehop", "se-t", "se-a")
@@ -49,17 +58,9 @@ def _decomposed(rows, role: str, variant: str, valid: tuple, oracle_variant: str
     return _answered(rows, source.decompose(rows))
 
 
-def decomposer_dataset(
-    rows: Sequence[Mapping],
-    variant: str = "sd-t",
-    teacher: str = "teacher",
-    filter_solver: str = "hops=1",
-    instruction: str | None = "",
-) -> Dataset:
-    """Prompt = the decomposer's messages, completion = the teacher's (or oracle's) decomposition text.
-
-    Every row carries ``correct``: whether ``filter_solver`` answered right given that decomposition.
-    """
+def _decompositions(rows, variant: str, teacher: str) -> tuple[list, list, list]:
+    """The training rows, their teacher (or oracle) replies and the replies parsed; a reply that holds no
+    decomposition is left out and counted in the log."""
     rows, decomposed = _decomposed(rows, "decomposer", variant, DECOMPOSER_VARIANTS, "oracle", teacher)
     parsed = [parse(d.text) for d in decomposed]
     if variant != "oracle" and not all(p.parseable for p in parsed):
@@ -68,6 +69,25 @@ def decomposer_dataset(
             raise UsageError(f"no teacher reply held a decomposition, e.g. {decomposed[0].text[:200]!r}")
         log.warning("%d of %d teacher replies held no decomposition; left out", len(rows) - len(kept), len(rows))
         rows, decomposed, parsed = (list(x) for x in zip(*kept))
+    return rows, decomposed, parsed
+
+
+def decomposer_dataset(
+    rows: Sequence[Mapping],
+    variant: str = "sd-t",
+    teacher: str = "teacher",
+    filter_solver: str = "hops=1",
+    instruction: str | None = "",
+    rollout: str = "static",
+) -> Dataset:
+    """Prompt = the decomposer's messages, completion = the teacher's (or oracle's) decomposition text; with
+    ``rollout="dynamic"``, the same decompositions as dialogues (``dialogues``).
+
+    Every row carries ``correct``: whether ``filter_solver`` answered right given that decomposition.
+    """
+    rows, decomposed, parsed = _decompositions(rows, variant, teacher)
+    if rollout == "dynamic":
+        return dialogues(rows, parsed, variant, filter_solver, instruction)
     texts = [d.text for d in decomposed]
     graded = solve_and_grade(rows, [p.subquestions for p in parsed], make_solver(filter_solver))
     correct = [None if g["score"] is None else g["score"] == 1.0 for g in graded]  # None: the solve failed
@@ -83,6 +103,50 @@ def decomposer_dataset(
     ]
     if not examples:
         raise UsageError(f"{variant}: no teacher decomposition led {filter_solver} to the gold answer")
+    return Dataset.from_list(examples)
+
+
+class Replay:
+    """A decomposition written in advance, asked one sub-question per round: how a static teacher's (or the oracle's)
+    decomposition becomes a dialogue with the solver's real answers."""
+
+    name = "replay"
+
+    def __init__(self, rows: Sequence[Mapping], subquestions: Sequence[Sequence[str]]) -> None:
+        self.plan = {id(r): list(sq) for r, sq in zip(rows, subquestions)}
+
+    def next_subquestion(self, rows, histories) -> list[Decomposed]:
+        plans = [self.plan[id(r)] for r in rows]
+        return [Decomposed(render(p[len(h) : len(h) + 1])) for p, h in zip(plans, histories)]
+
+
+def dialogues(rows: list, parsed: list, variant: str, filter_solver: str, instruction: str | None) -> Dataset:
+    """Decomposer data for ``--rollout dynamic``: each decomposition asked one sub-question per round of
+    ``filter_solver`` (``evaluation.dynamic.converse``), one example per turn: the dialogue so far, with the solver's
+    real answers, as the prompt; the next sub-question, or ``No decomposition .`` after the last, as the completion.
+    SD-R keeps the dialogues whose final answer was right."""
+    from rlrefine.evaluation.dynamic import ROUND_LIMIT, converse
+
+    plans = Replay(rows, [p.subquestions for p in parsed])
+    _, results, histories = converse(plans, make_solver(filter_solver), rows, ROUND_LIMIT)
+    examples = []
+    for row, graded, history in zip(rows, records(rows, results), histories):
+        ok = None if graded["score"] is None else graded["score"] == 1.0
+        if variant == "sd-r" and ok is not True:
+            continue
+        closing = [NO_DECOMPOSITION] if len(history) < ROUND_LIMIT else []  # at the limit the loop ends anyway
+        turns = [numbered(k, q) for k, (q, _) in enumerate(history, 1)] + closing
+        for k, turn in enumerate(turns):
+            examples.append(
+                {
+                    "prompt": dynamic_messages(row["context"], row["question"], history[:k], instruction),
+                    "completion": [{"role": "assistant", "content": turn}],
+                    "id": row["id"],
+                    "correct": ok,
+                }
+            )
+    if not examples:
+        raise UsageError(f"{variant}: no teacher dialogue led {filter_solver} to the gold answer")
     return Dataset.from_list(examples)
 
 

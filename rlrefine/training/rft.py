@@ -70,19 +70,6 @@ def collect(
     return kept, {"problems": len(rows), "pass_at_k": len(solved) / max(len(rows), 1), "kept": len(kept)}
 
 
-def subquestion_cap(rewards: list) -> int | None:
-    """The run's cap on sub-questions, as its rewards state it: the format reward's ``cap`` (the paper's three unless
-    it says otherwise; ``cap: null`` none), and no cap when no reward limits the count. What RFT keeps follows it, so
-    RFT meets the limit the RL algorithms' rewards set, not a constant of its own."""
-    from rlrefine.core.registry import parse_spec
-
-    for spec in rewards:
-        name, settings = parse_spec("reward", spec)
-        if name == "format":
-            return settings.get("cap", MAX_SUBQUESTIONS)
-    return None
-
-
 def rft(args, sft_config: RFTConfig, start: Path, out: Path, dtype: str = "float32") -> Path:
     """``rft_rounds`` rounds of sample -> filter -> SFT, within ``args.rl_minutes`` if set.
 
@@ -97,6 +84,7 @@ def rft(args, sft_config: RFTConfig, start: Path, out: Path, dtype: str = "float
     from rlrefine.core.atomic import write_json
     from rlrefine.data import load_split
     from rlrefine.engines.models import load_tokenizer
+    from rlrefine.training.settings import subquestion_cap
     from rlrefine.training.trainers import TimeBudget, publish
 
     rows = list(load_split(args.data, "train", args.train_limit, args.train_domain))

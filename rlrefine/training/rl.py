@@ -3,7 +3,10 @@ named in the config (``rlrefine.core.registry``) score its completions, a frozen
 
 Every reward is wrapped once (``Watched``): its time counts toward the reward-overhead figure, a NaN or infinite
 reward is counted, warned about and skipped (never silently averaged), a reward that raises names itself and the
-step, and the wrapper keeps what TRL reads of the reward: its name and whether it is async.
+step, and the wrapper keeps what TRL reads of the reward: its name and whether it is async. After a dialogue rollout
+(``--rollout dynamic``, ``rlrefine.training.dialogue``) it hands the reward the dialogue's decomposition as the
+completion: the sub-questions asked, in the format, as a static decomposer would have written them, and the policy's
+own tokens as its completion ids.
 """
 
 from __future__ import annotations
@@ -24,6 +27,17 @@ log = logging.getLogger(__name__)
 SILENT_BATCHES = 3  # a reward that skips every sample this many batches in a row stops the run: no signal is left
 
 
+def asked(kwargs: dict) -> dict:
+    """TRL's reward arguments; after a dialogue, its decomposition and the policy's own tokens in place of the
+    completion (the policy's and the solver's turns in one sequence), so no reward charges the policy for the
+    solver's words."""
+    if "decomposition" not in kwargs:
+        return kwargs
+    chat = bool(kwargs.get("completions")) and isinstance(kwargs["completions"][0], list)
+    seen = [[{"role": "assistant", "content": d}] if chat else d for d in kwargs["decomposition"]]
+    return {**kwargs, "completions": seen, "completion_ids": kwargs["policy_ids"]}
+
+
 class Watched:
     """A reward function as TRL calls it, timed and checked. Picklable when the reward is."""
 
@@ -34,7 +48,7 @@ class Watched:
     def __call__(self, *args, **kwargs) -> list[float | None]:
         start = time.perf_counter()
         try:
-            out = self.func(*args, **kwargs)
+            out = self.func(*args, **asked(kwargs))
         except Exception as exc:
             raise self._failed(exc, kwargs) from exc
         finally:
@@ -79,7 +93,7 @@ class AsyncWatched(Watched):
     async def __call__(self, *args, **kwargs) -> list[float | None]:
         start = time.perf_counter()
         try:
-            out = await self.func(*args, **kwargs)
+            out = await self.func(*args, **asked(kwargs))
         except Exception as exc:
             raise self._failed(exc, kwargs) from exc
         finally:
@@ -128,6 +142,16 @@ def train_dataset(args: PipelineArgs):
     )
 
 
+def dialogue_rollout(args: PipelineArgs, dataset):
+    """TRL's ``rollout_func`` for ``--rollout dynamic``: dialogues with the training solver, at most as many rounds as
+    the run's cap allows."""
+    from rlrefine.evaluation.dynamic import rounds_for
+    from rlrefine.training.dialogue import DialogueRollout
+    from rlrefine.training.settings import subquestion_cap
+
+    return DialogueRollout(dataset, args.train_solver, rounds_for(subquestion_cap(args.rewards)), args.instruction)
+
+
 def refine(args: PipelineArgs, trl_args, model_args, start: Path, run: Path) -> Path:
     """Refine the decomposer with GRPO or RLOO through TRL, PPO (ours, on TRL's GRPO trainer) or RFT, against the
     frozen solver."""
@@ -152,14 +176,17 @@ def refine(args: PipelineArgs, trl_args, model_args, start: Path, run: Path) -> 
     trl_args.reward_weights = weights
     trl_args.output_dir = str(work)
     budget = TimeBudget(args.rl_minutes)
+    dataset = train_dataset(args)
+    dialogue = {"rollout_func": dialogue_rollout(args, dataset)} if args.rollout == "dynamic" else {}
     trainer = trainer_class(
         model=AutoModelForCausalLM.from_pretrained(str(start), dtype=train_dtype(model_args)),
         peft_config=get_peft_config(model_args),
         reward_funcs=funcs,
         args=trl_args,
-        train_dataset=train_dataset(args),
+        train_dataset=dataset,
         processing_class=tokenizer,
         callbacks=[budget],
+        **dialogue,
     )
     resumed = last_checkpoint(work) if args.resume else None
     began = time.perf_counter()
@@ -168,6 +195,7 @@ def refine(args: PipelineArgs, trl_args, model_args, start: Path, run: Path) -> 
     reward_seconds = {f.__name__: f.seconds for f in funcs}
     facts = {
         "algorithm": args.algorithm,
+        "rollout": args.rollout,
         "steps": trainer.state.global_step,
         "rl_minutes": budget.seconds() / 60,  # every launch's, up to the checkpoint each resumed from
         "launch_minutes": seconds / 60,

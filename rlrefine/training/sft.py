@@ -58,6 +58,10 @@ class SFTArgs(TeacherArgs, DataArgs):
         default="sd-t", metadata={"help": "decomposer: sd-t, sd-r, oracle; solver: onehop, se-t, se-a"}
     )
     filter_solver: str = field(default="hops=1", metadata={"help": "SD-R keeps what this solver answers right"})
+    rollout: str = field(
+        default="static",
+        metadata={"help": "decomposer: static (all sub-questions at once) or dynamic (dialogues with filter_solver)"},
+    )
     eval_solvers: list[str] = field(default_factory=lambda: ["hops=1", "hops=2"], metadata={"help": "for the card"})
     eval_limit: int = field(default=500, metadata={"help": "validation problems evaluated for the card (0: none)"})
     max_minutes: float | None = field(default=None, metadata={"help": "stop training after this wall-clock time"})
@@ -68,11 +72,13 @@ def distillation_data(script: SFTArgs):
     """What SFT trains on, as a function that builds it: the rows are loaded (and checked) now, before any model."""
     from rlrefine.data import load_split
     from rlrefine.training.distill import decomposer_dataset, solver_dataset
+    from rlrefine.training.settings import check_rollout
 
     rows = list(load_split(script.data, "train", script.train_limit, script.train_domain))
     if script.role == "decomposer":
+        rollout = check_rollout(script.rollout)
         return lambda: decomposer_dataset(
-            rows, script.variant, script.teacher, script.filter_solver, script.instruction
+            rows, script.variant, script.teacher, script.filter_solver, script.instruction, rollout
         )
     if script.role == "solver":
         return lambda: solver_dataset(rows, script.variant, script.teacher)
@@ -108,6 +114,7 @@ def train_sft(script: SFTArgs, training_args, model_args) -> Path:
     facts = {
         "role": script.role,
         "variant": script.variant,
+        "rollout": script.rollout,
         "data": script.data,
         "examples": len(dataset),
         "steps": trainer.state.global_step,
@@ -146,7 +153,7 @@ def validation_report(out: Path, script: SFTArgs) -> dict | None:
     rows = list(validation.select(range(min(script.eval_limit, len(validation)))))
     if script.role == "decomposer":
         student = from_folder(str(out), instruction=script.instruction)
-        results = evaluate(rows, [student], script.eval_solvers, progress=False)
+        results = evaluate(rows, [student], script.eval_solvers, progress=False, modes=[script.rollout])
     else:
         results = evaluate(rows, ["oracle", script.teacher, "none"], [f"model:{out}"], progress=False)
     return {

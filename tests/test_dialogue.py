@@ -1,0 +1,217 @@
+"""A decomposer that talks to its solver: dialogue SFT data with the solver's real answers, the solver mix, and
+multi-turn GRPO through TRL's rollout_func (the policy's tokens trained, the solver's masked, every turn as the chat
+template renders it)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rlrefine.core.format import NO_DECOMPOSITION, dynamic_messages, numbered, parse
+from rlrefine.core.protocols import UsageError
+from rlrefine.data import load_split
+from rlrefine.solvers import make_solver, shared_solver
+from rlrefine.training.distill import decomposer_dataset
+from rlrefine.training.settings import PipelineArgs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return list(load_split("world:small", "train", 40))
+
+
+def _answer(solver, row, asked) -> str | None:
+    return solver.solve([row], [list(asked)])[0].trace[-1].get("answer")
+
+
+@pytest.mark.parametrize("variant", ["sd-t", "sd-r", "oracle"])
+def test_dialogue_data_asks_one_subquestion_a_turn_after_the_solvers_real_answers(rows, variant):
+    data = list(decomposer_dataset(rows, variant, "teacher", "hops=1", rollout="dynamic"))
+    by_problem = {}
+    for example in data:
+        by_problem.setdefault(example["id"], []).append(example)
+    solver = make_solver("hops=1")
+    for turns in by_problem.values():
+        row = next(r for r in rows if r["id"] == turns[0]["id"])
+        asked = []
+        for k, example in enumerate(turns):
+            assert example["prompt"] == dynamic_messages(
+                row["context"],
+                row["question"],
+                [(q, _answer(solver, row, asked[: i + 1])) for i, q in enumerate(asked)],
+                "",
+            )
+            text = example["completion"][0]["content"]
+            if k == len(turns) - 1:
+                assert text == NO_DECOMPOSITION  # the dialogue ends when the decomposer says so
+            else:
+                (question,) = parse(text, None).subquestions
+                assert text == numbered(k + 1, question)
+                asked.append(question)
+        final = solver.solve([row], [asked])[0].answer
+        assert turns[0]["correct"] == (final == row["answer"])
+        if variant != "sd-t":  # SD-R keeps what the solver answered right; the oracle's are all right with hops=1
+            assert turns[0]["correct"] is True
+    if variant == "sd-t":
+        assert {e["correct"] for e in data} == {True, False}  # the flawed teacher's wrong dialogues are kept
+        assert len(by_problem) > len(
+            {e["id"] for e in decomposer_dataset(rows, "sd-r", "teacher", "hops=1", rollout="dynamic")}
+        )
+
+
+def test_a_solver_mix_gives_each_problem_one_of_its_solvers_always_the_same(rows):
+    mix = make_solver("{name: mix, solvers: [hops=1, hops=2]}")
+    assert mix.name == "mix[hops=1|hops=2]" and mix.requires == ("graph",)
+    chosen = [mix.of(r) for r in rows]
+    assert {s.name for s in chosen} == {"hops=1", "hops=2"}  # both take part
+    assert chosen == [mix.of(dict(r)) for r in rows]  # by the problem, not by the object or the call
+    subquestions = [[] for _ in rows]  # direct solves: hops=2 bridges more than hops=1
+    results = mix.solve(rows, subquestions)
+    for row, solver, result in zip(rows, chosen, results):
+        assert result.answer == solver.solve([row], [[]])[0].answer
+    order = list(reversed(range(len(rows))))  # another batch, another order: the same solver answers each problem
+    again = mix.solve([rows[i] for i in order], [[] for _ in rows])
+    assert [r.answer for r in again] == [results[i].answer for i in order]
+    with pytest.raises(UsageError, match="list of solver specs"):
+        make_solver({"name": "mix", "solvers": "hops=1"})
+
+
+def test_rollout_settings_name_what_is_valid():
+    with pytest.raises(UsageError, match="unknown rollout 'dynamc'; valid: static, dynamic"):
+        PipelineArgs(rollout="dynamc")
+    with pytest.raises(UsageError, match="grpo, not rloo"):
+        PipelineArgs(rollout="dynamic", algorithm="rloo")
+    assert PipelineArgs(rollout="dynamic").eval_modes == ["static", "dynamic"]  # evaluated as it was trained
+    from rlrefine.training.settings import parse_pipeline, refuse_clashes
+
+    with pytest.raises(UsageError, match="generates each turn with transformers, not vLLM"):
+        refuse_clashes(*parse_pipeline(["--rollout", "dynamic", "--use_vllm", "true"])[:2])
+
+
+def test_rewards_see_a_dialogues_decomposition_as_the_completion():
+    from rlrefine.training.rl import build_rewards
+
+    (fmt, tokens), _ = build_rewards([{"name": "format", "cap": None}, {"name": "token_cost", "per_token": 1}], "")
+    dialogue = [[{"role": "assistant", "content": "Q1: How many a ?<|end|><|user|>A1: 3 ..."}]]
+    trl = {"prompts": [[]], "completions": dialogue, "completion_ids": [list(range(12))]}  # as TRL calls a reward
+    seen = {"decomposition": ["Q1: How many a ?"], "policy_ids": [[5, 6, 7]]}
+    assert fmt(**trl) == [0.0]  # the policy's and the solver's turns in one text are no decomposition
+    assert fmt(**trl, **seen) == [1.0]
+    assert tokens(**trl, **seen) == [-3.0]  # the policy pays for its own tokens only
+
+
+def _grpo(decomposer: Path, out: Path, rewards: list, solver: str = "hops=1", **settings):
+    from transformers import AutoModelForCausalLM
+    from trl import GRPOConfig, GRPOTrainer
+
+    from rlrefine.engines.models import load_tokenizer
+    from rlrefine.training.rl import build_rewards, dialogue_rollout, train_dataset
+    from rlrefine.training.settings import defaults_for
+
+    args = PipelineArgs(data="world:small", train_limit=16, rollout="dynamic", rewards=rewards, train_solver=solver)
+    tokenizer = load_tokenizer(decomposer)
+    funcs, weights = build_rewards(args.rewards, args.train_solver, tokenizer)
+    config = {**defaults_for("grpo"), "output_dir": str(out), "per_device_train_batch_size": 8, "num_generations": 4}
+    config.update(max_completion_length=24, logging_steps=1, save_strategy="no", reward_weights=weights, **settings)
+    dataset = train_dataset(args)
+    trainer = GRPOTrainer(
+        model=AutoModelForCausalLM.from_pretrained(decomposer, dtype="float32"),
+        reward_funcs=funcs,
+        args=GRPOConfig(**config),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        rollout_func=dialogue_rollout(args, dataset),
+    )
+    return trainer, dataset
+
+
+def _segments(ids, mask):
+    """The completion split where the mask changes: (mask value, token ids) in order."""
+    out = []
+    for token, m in zip(ids, mask):
+        if out and out[-1][0] == m:
+            out[-1][1].append(token)
+        else:
+            out.append((m, [token]))
+    return out
+
+
+def test_a_rollout_is_the_dialogue_as_the_chat_template_renders_it_with_the_solvers_turns_masked(
+    tiny_dialogue_decomposer, tmp_path
+):
+    trainer, dataset = _grpo(
+        tiny_dialogue_decomposer,
+        tmp_path / "grpo",
+        [{"name": "solver"}, {"name": "format", "cap": 2}],
+    )
+    tokenizer, solver = trainer.processing_class, shared_solver("hops=1")
+
+    def render(messages, **kw):
+        return tokenizer.apply_chat_template(messages, tokenize=True, return_dict=False, **kw)
+
+    rows = [dataset[i] for i in range(8) for _ in range(2)]  # each prompt twice, as TRL hands a group's prompts
+    out = trainer.rollout_func([r["prompt"] for r in rows], trainer)
+    assert len(out["completion_ids"]) == len(rows) == len(out["env_mask"]) == len(out["decomposition"])
+    rounds = []
+    for row, prompt, ids, mask, decomposition, own in zip(
+        rows, out["prompt_ids"], out["completion_ids"], out["env_mask"], out["decomposition"], out["policy_ids"]
+    ):
+        assert prompt == render(row["prompt"], add_generation_prompt=True) and len(ids) == len(mask)
+        parts = _segments(ids, mask)
+        assert own == [t for m, p in parts if m for t in p]  # what the rewards count as the policy's tokens
+        policy = [tokenizer.decode(p, skip_special_tokens=True).strip() for m, p in parts if m == 1]
+        assert [m for m, _ in parts] == [1, 0] * (len(policy) - 1) + [1]  # the policy opens and closes the dialogue
+        asked = list(parse(decomposition, None).subquestions)
+        history = [(q, _answer(solver, row, asked[: k + 1])) for k, q in enumerate(asked)]
+        rounds.append(len(asked))
+        assert len(asked) <= 2  # the run's cap (the format reward's) is the dialogue's
+        for k, (_, part) in enumerate(p for p in parts if p[0] == 0):
+            # each solver turn: the template's user turn with the solver's answer to what was asked so far, after
+            # the end-of-turn token the policy wrote
+            before = dynamic_messages(row["context"], row["question"], history[:k], "")
+            before.append({"role": "assistant", "content": numbered(k + 1, asked[k])})
+            after = dynamic_messages(row["context"], row["question"], history[: k + 1], "")
+            assert part == render(after, add_generation_prompt=True)[len(render(before)) :]
+    assert max(rounds) == 2 and min(rounds) <= 1  # dialogues of different lengths, some at the cap
+
+
+def test_grpo_trains_in_the_dialogue_with_only_the_policys_tokens_in_the_loss(tiny_dialogue_decomposer, tmp_path):
+    import torch
+
+    trainer, dataset = _grpo(
+        tiny_dialogue_decomposer, tmp_path / "grpo", [{"name": "solver"}], max_steps=2, learning_rate=1e-3
+    )
+    trainer.model.train()
+    batch = trainer._generate_and_score_completions([dataset[i] for i in range(2) for _ in range(4)])
+    mask = batch["tool_mask"] * batch["completion_mask"]
+    assert 0 < mask.sum() < batch["completion_mask"].sum()  # the solver's turns are out of the loss
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    trainer.train()
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
+    logged = [h for h in trainer.state.log_history if "decomposer/subquestions" in h]
+    assert len(logged) == 2 and all(h["decomposer/subquestions"] >= 0 for h in logged)
+
+
+@pytest.mark.slow
+def test_the_pipeline_distills_refines_and_evaluates_a_decomposer_in_the_dialogue(tmp_path):
+    run = tmp_path / "run"
+    cmd = [
+        sys.executable, "rlrefine/train.py", "--data", "world:small", "--train_limit", "64", "--run_dir", str(run),
+        "--rollout", "dynamic", "--train_solver", "{name: mix, solvers: [hops=1, hops=2]}",
+        "--rewards", "[{name: solver}, {name: format, weight: 0.1, cap: null}]",
+        "--sft", "{max_steps: 30, per_device_train_batch_size: 16}", "--max_steps", "2",
+        "--per_device_train_batch_size", "8", "--num_generations", "4", "--eval_limit", "20", "--pass_k", "0",
+        "--eval_solvers", "hops=1",
+    ]  # fmt: skip
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    card = json.loads((run / "rl" / "eval.json").read_text())["training"]
+    assert card["rollout"] == "dynamic" and card["steps"] == 2
+    assert list(card["reward_seconds"]) == ["solver[mix[hops=1|hops=2]]", "format_validity"]
+    results = json.loads((run / "results.json").read_text())
+    cells = {c["decomposer"] for c in results["cells"]}
+    assert {"sft (dynamic)", "rl-grpo (dynamic)", "sft", "rl-grpo"} <= cells
