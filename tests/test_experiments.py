@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ["sft_vs_rl", "solver_transfer", "cross_domain", "distill_which_part", "subq_cap", "static_vs_dynamic"]
+SCRIPTS = [
+    "sft_vs_rl", "solver_transfer", "cross_domain", "distill_which_part", "subq_cap", "static_vs_dynamic", "dialogue_vs_static",
+]  # fmt: skip
 
 
 @pytest.mark.slow  # a new interpreter per script

@@ -443,6 +443,20 @@ def test_holds_up_without_a_gain_on_the_training_solver_has_no_transfer_ratio(tm
     }  # fmt: skip
 
 
+def test_a_dynamic_rl_row_holds_up_against_its_sft_starts_dynamic_row(tmp_path):
+    from rlrefine.evaluation.report import group, holds_up
+
+    cells = [_cell("sft", "hops=1", 0.1), _cell("sft", "memory=1", 0.1), _cell("rl-x", "hops=1", 0.5)]
+    cells += [_cell("rl-x", "memory=1", 0.3), _cell("sft (dynamic)", "hops=1", 0.4)]
+    cells += [_cell("sft (dynamic)", "memory=1", 0.2), _cell("rl-x (dynamic)", "hops=1", 0.8)]
+    cells += [_cell("rl-x (dynamic)", "memory=1", 0.5)]
+    run = _run(tmp_path, "a", {"algorithm": "grpo", "train_solver": "hops=1", "rollout": "dynamic"}, cells)
+    static, dynamic = holds_up(group([run]))
+    assert (static["gain_trained"], static["gain_unseen"]) == pytest.approx((0.4, 0.2))
+    assert dynamic["decomposer"] == "rl-x (dynamic)"
+    assert (dynamic["gain_trained"], dynamic["gain_unseen"], dynamic["transfer"]) == pytest.approx((0.4, 0.3, 0.75))
+
+
 def test_holds_up_with_no_training_solver_cell(tmp_path):
     from rlrefine.evaluation.report import group, holds_up
 

@@ -22,7 +22,7 @@ import yaml
 
 from rlrefine.core.protocols import UsageError
 from rlrefine.core.tables import markdown_table
-from rlrefine.evaluation.evaluate import SCHEMA
+from rlrefine.evaluation.evaluate import SCHEMA, dynamic_label
 
 GROUPING_IGNORES = {"seed", "run_dir", "decomposer"}  # what may differ between the seeds of one configuration
 MISSING = "—"
@@ -176,7 +176,8 @@ def trained_on(spec: str, solvers: list[str]) -> str:
 
 def holds_up(groups: list[Group]) -> list[dict]:
     """Per RL decomposer: training-solver accuracy, mean over unseen solvers, and the transfer ratio against the
-    SFT decomposer it started from (means over seeds)."""
+    SFT decomposer it started from, in the same mode (means over seeds): a dialogue student's dynamic row is measured
+    against its SFT start's dynamic row."""
     out = []
     for g in groups:
         cells = g.cells()
@@ -187,7 +188,10 @@ def holds_up(groups: list[Group]) -> list[dict]:
             train = trained_on(str(g.config.get("train_solver", "")), solvers)
             unseen = [s for s in solvers if s != train]
             acc = {s: _stat(cells[decomposer, s]) for s in solvers}
-            sft = {s: _stat(cells.get(("sft", s), [])) for s in solvers}
+            start = (
+                dynamic_label("sft") if decomposer == dynamic_label(decomposer[: -len(dynamic_label(""))]) else "sft"
+            )
+            sft = {s: _stat(cells.get((start, s), [])) for s in solvers}
             row = {"group": g.label, "decomposer": decomposer, "train_solver": train, "seeds": len(g.runs)}
             row["trained"] = acc.get(train) and acc[train][0]
             known = [s for s in unseen if acc[s] is not None]
