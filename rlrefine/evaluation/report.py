@@ -188,9 +188,7 @@ def holds_up(groups: list[Group]) -> list[dict]:
             train = trained_on(str(g.config.get("train_solver", "")), solvers)
             unseen = [s for s in solvers if s != train]
             acc = {s: _stat(cells[decomposer, s]) for s in solvers}
-            start = (
-                dynamic_label("sft") if decomposer == dynamic_label(decomposer[: -len(dynamic_label(""))]) else "sft"
-            )
+            start = dynamic_label("sft") if decomposer.endswith(dynamic_label("")) else "sft"
             sft = {s: _stat(cells.get((start, s), [])) for s in solvers}
             row = {"group": g.label, "decomposer": decomposer, "train_solver": train, "seeds": len(g.runs)}
             row["trained"] = acc.get(train) and acc[train][0]
