@@ -93,7 +93,6 @@ def eval_stage(args: PipelineArgs, trl_args, run: Path, sft: Path, rl: Path) -> 
     from rlrefine.core.atomic import write_json, write_text
     from rlrefine.data import load_split
     from rlrefine.decomposers import make_decomposer
-    from rlrefine.evaluation.dynamic import rounds_for
     from rlrefine.evaluation.evaluate import evaluate, pass_at_k, results_markdown
     from rlrefine.evaluation.plots import plot_run
     from rlrefine.solvers import DEFAULT_SOLVERS, shared_solver
@@ -123,7 +122,7 @@ def eval_stage(args: PipelineArgs, trl_args, run: Path, sft: Path, rl: Path) -> 
         skip_unfit=True,
         cache=args.eval_cache,
         modes=args.eval_modes,
-        max_rounds=rounds_for(subquestion_cap(args.rewards)),  # dialogues meet the cap training met
+        cap=subquestion_cap(args.rewards),  # the format and the dialogues meet the cap training met
     )
     results["pass_at_k"] = {
         s.name: pass_at_k(s, rows, args.train_solver, args.pass_k, seed=trl_args.seed) for s in students if args.pass_k

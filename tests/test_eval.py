@@ -241,6 +241,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 from rlrefine.core.protocols import Completion, Decomposed, SolveResult, UsageError  # noqa: E402
 from rlrefine.evaluation import evaluate as ev  # noqa: E402
+from rlrefine.evaluation.dynamic import version  # noqa: E402
 
 ROWS = [
     {
@@ -780,3 +781,26 @@ def test_decompose_seconds_are_each_decomposers_share_of_the_call():
     assert list(seconds) == ["scripted", "none", "none (dynamic)"]
     assert all(0 <= s <= whole for s in seconds.values()), (seconds, whole)
     assert [c["decomposer"] for c in results["cells"]] == ["scripted", "none", "none (dynamic)"]  # no out: no cache
+
+
+class Asking(Scripted):
+    """Four sub-questions at once; in dynamic mode a new one every round, never done: only the cap ends it."""
+
+    def __init__(self) -> None:
+        super().__init__({r["id"]: "\n".join(f"Q{k}: step {k} ?" for k in range(1, 5)) for r in ROWS}, "asking")
+
+    def next_subquestion(self, rows, histories):
+        return [Decomposed(f"Q{len(h) + 1}: step {len(h) + 1} ?", 1, 1) for h in histories]
+
+
+@pytest.mark.parametrize("cap, valid, rounds", [(3, 0.0, 3), (4, 1.0, 4), (None, 1.0, 8)])
+def test_the_cap_is_what_the_format_allows_and_how_long_a_dialogue_runs(tmp_path, cap, valid, rounds):
+    solver = Graded({"a": "1", "b": "2", "c": "3", "d": "4"})
+    results = _evaluate(tmp_path, [Asking()], [solver], modes=("static", "dynamic"), cap=cap)
+    static, dynamic = results["cells"]
+    assert (static["valid_format"], static["mean_subquestions"]) == (valid, 4.0)
+    assert (dynamic["valid_format"], dynamic["mean_subquestions"]) == (1.0, rounds)
+    names = sorted(p.name for p in (tmp_path / "eval" / "cache").rglob("*.json"))
+    cell = f"{ev.cache_name(Asking())}__{ev.cache_name(solver)}"
+    suffix = "" if cap == 3 else f"__cap-{cap}"  # a cell of another cap is another cell; three keeps its old names
+    assert names == sorted([f"{cell}{suffix}.json", f"{cell}{suffix}__dynamic-{version(rounds)}.json"])

@@ -28,7 +28,14 @@ from rlrefine.core.registry import check
 from rlrefine.core.tables import markdown_table
 from rlrefine.data import require
 from rlrefine.decomposers import Decomposer, make_decomposer
-from rlrefine.evaluation.dynamic import check_modes, require_dynamic, solve_dynamic, supports_dynamic, version
+from rlrefine.evaluation.dynamic import (
+    check_modes,
+    require_dynamic,
+    rounds_for,
+    solve_dynamic,
+    supports_dynamic,
+    version,
+)
 from rlrefine.evaluation.pipeline import decompose
 from rlrefine.solvers import DEFAULT_SOLVERS, Solver, make_solver
 from rlrefine.solvers.base import records, solve_and_grade
@@ -109,14 +116,14 @@ def dynamic_label(name: str) -> str:
 
 
 def dynamic_cell(
-    rows: Sequence[Mapping], dec: Decomposer, solver: Solver, cell_path: Path | None, max_rounds: int = MAX_SUBQUESTIONS
+    rows: Sequence[Mapping], dec: Decomposer, solver: Solver, cell_path: Path | None, cap: int | None = MAX_SUBQUESTIONS
 ) -> dict:
     """A cell evaluated in dynamic mode (``rlrefine.evaluation.dynamic``), cached as static cells are. Its decompositions depend
     on the solver's answers, so there is no per-decomposer cache: a killed evaluation redoes the cell."""
     if cell_path and cell_path.exists():
         return json.loads(cell_path.read_text())
-    decomposed, results = solve_dynamic(dec, solver, rows, max_rounds)
-    parsed = [parse(d.text) for d in decomposed]
+    decomposed, results = solve_dynamic(dec, solver, rows, rounds_for(cap))
+    parsed = [parse(d.text, cap) for d in decomposed]
     cell = summarize(rows, decomposed, parsed, records(rows, results), dec, solver)
     cell.update(decomposer=dynamic_label(dec.name), mode="dynamic")
     if cell_path and not cell["errors"]:
@@ -144,15 +151,16 @@ def evaluate(
     skip_unfit: bool = False,
     cache: str | Path | None = None,
     modes: Sequence[str] = ("static",),
-    max_rounds: int = MAX_SUBQUESTIONS,
+    cap: int | None = MAX_SUBQUESTIONS,
 ) -> dict:
     """Evaluate every cell; with ``out``, cache and resume, and write results.json and results.md there. The cache
     (``out/cache`` unless ``cache`` names a folder that several evaluations share) is keyed by the rows, the exact
     decomposer and the exact solver, so a shared one only ever hands back the same cell.
 
     ``modes``: ``static`` (the paper's pipeline), ``dynamic`` (one sub-question per round after the solver's answers;
-    its cells are rows named "NAME (dynamic)", cached under a key of their own) or both; a dialogue runs at most
-    ``max_rounds`` rounds.
+    its cells are rows named "NAME (dynamic)", cached under a key of their own) or both. ``cap`` is the run's cap on
+    sub-questions: what ``valid_format`` allows, and how many rounds a dialogue runs (``None``: no cap,
+    ``dynamic.ROUND_LIMIT`` rounds); a cell is cached under it.
 
     A decomposer that refuses these problems (the oracle where they have no gold sub-questions), or has no dynamic
     mode when one is asked for, fails the call before any work, or with ``skip_unfit`` (a default matrix) is left out
@@ -182,6 +190,7 @@ def evaluate(
     for solver in solvers:  # what only the built solver knows (a model solver that calculates over world stories)
         require(f"solver {solver.name!r}", getattr(solver, "requires", ()), rows, "the evaluated data")
     key = rows_key(rows)
+    capped = "" if cap == MAX_SUBQUESTIONS else f"__cap-{cap}"  # the paper's cap keeps the cache names it always had
     out = Path(out) if out else None
     shelf = Path(cache) if cache else out / "cache" if out else None
     cells, timings = [], {}
@@ -191,9 +200,9 @@ def evaluate(
             start = time.perf_counter()
             decomposed = decompose(dec, rows, batch_size, cache=cache, progress=progress)
             timings[dec.name] = time.perf_counter() - start
-            parsed = [parse(d.text) for d in decomposed]
+            parsed = [parse(d.text, cap) for d in decomposed]
             for solver in solvers:
-                cell_path = shelf / key / f"{cache_name(dec)}__{cache_name(solver)}.json" if shelf else None
+                cell_path = shelf / key / f"{cache_name(dec)}__{cache_name(solver)}{capped}.json" if shelf else None
                 if cell_path and cell_path.exists():
                     cell = json.loads(cell_path.read_text())
                 else:
@@ -207,8 +216,8 @@ def evaluate(
         if dec in dynamic:
             start = time.perf_counter()
             for solver in solvers:
-                name = f"{cache_name(dec)}__{cache_name(solver)}__dynamic-{version(max_rounds)}.json"
-                cell = dynamic_cell(rows, dec, solver, shelf / key / name if shelf else None, max_rounds)
+                name = f"{cache_name(dec)}__{cache_name(solver)}{capped}__dynamic-{version(rounds_for(cap))}.json"
+                cell = dynamic_cell(rows, dec, solver, shelf / key / name if shelf else None, cap)
                 cells.append(priced(cell, dec, solver, prices))
             timings[dynamic_label(dec.name)] = time.perf_counter() - start  # decompose and solve, interleaved
     results = {
@@ -323,8 +332,9 @@ class EvalArgs:
     modes: list[str] = field(
         default_factory=lambda: ["static"], metadata={"help": "static, dynamic or both: how decomposers are run"}
     )
-    max_rounds: int = field(
-        default=MAX_SUBQUESTIONS, metadata={"help": "dynamic mode: the most rounds a dialogue runs"}
+    cap: int | None = field(
+        default=MAX_SUBQUESTIONS,
+        metadata={"help": "the cap on sub-questions: valid_format's limit, dynamic mode's rounds (null: none)"},
     )
 
 
@@ -364,7 +374,7 @@ def main(argv: list[str] | None = None) -> dict:
         load_prices(args.prices),
         args.batch_size,
         modes=args.modes,
-        max_rounds=args.max_rounds,
+        cap=args.cap,
     )
     sys.stdout.write(results_markdown(results))
     return results
