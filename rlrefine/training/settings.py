@@ -232,8 +232,8 @@ def changed_settings(saved: dict, argv: list[str], args: PipelineArgs, trl_args,
 
 def refuse_clashes(args: PipelineArgs, trl_args) -> None:
     """Refuse, before any work, what would break on the GPUs: PPO under DeepSpeed or FSDP (its critic is a second model
-    the engine does not shard), dialogue rollouts with vLLM (not built), a solver or teacher served on the port GRPO's vLLM server mode talks to
-    (``vllm_server_port``), and an in-process ``vllm:`` engine (each takes its share of GPU memory at start-up and
+    the engine does not shard), dialogue rollouts with vLLM (not built), a solver or teacher served on the port GRPO's
+    vLLM server mode talks to (``vllm_server_port``), and an in-process ``vllm:`` engine (each takes its share of GPU memory at start-up and
     keeps it) beside TRL's colocated vLLM, on several processes (every rank would build it on its GPU), or next to a
     second one."""
     from rlrefine.core.registry import parse_spec
