@@ -215,3 +215,29 @@ def test_the_pipeline_distills_refines_and_evaluates_a_decomposer_in_the_dialogu
     results = json.loads((run / "results.json").read_text())
     cells = {c["decomposer"] for c in results["cells"]}
     assert {"sft (dynamic)", "rl-grpo (dynamic)", "sft", "rl-grpo"} <= cells
+
+
+def test_a_dialogue_the_solver_failed_in_is_left_out_not_cut_short(rows, caplog):
+    from rlrefine.core.protocols import SolveResult
+
+    class Flaky:
+        """hops=1, but no answer for every other problem once it has a sub-question to answer."""
+
+        name, price_key = "flaky", "solver"
+        inner = make_solver("hops=1")
+
+        def solve(self, rows, subquestions):
+            out = self.inner.solve(rows, subquestions)
+            failed = SolveResult(answer=None, error="timeout")
+            return [
+                failed if sq and int(r["id"].split("-")[-1]) % 2 else o for r, sq, o in zip(rows, subquestions, out)
+            ]
+
+    data = decomposer_dataset(rows, "sd-t", "teacher", Flaky(), rollout="dynamic")
+    kept = {e["id"] for e in data}
+    whole = {e["id"] for e in decomposer_dataset(rows, "sd-t", "teacher", "hops=1", rollout="dynamic")}
+    from rlrefine.decomposers import make_decomposer
+
+    asking = {r["id"] for r in rows if parse(make_decomposer("teacher").decompose([r])[0].text).subquestions}
+    assert kept == {i for i in whole if not (i in asking and int(i.split("-")[-1]) % 2)}
+    assert "dialogues failed at the solver (flaky); left out" in caplog.text

@@ -124,15 +124,17 @@ def dialogues(rows: list, parsed: list, variant: str, filter_solver: str, instru
     """Decomposer data for ``--rollout dynamic``: each decomposition asked one sub-question per round of
     ``filter_solver`` (``evaluation.dynamic.converse``), one example per turn: the dialogue so far, with the solver's
     real answers, as the prompt; the next sub-question, or ``No decomposition .`` after the last, as the completion.
-    SD-R keeps the dialogues whose final answer was right."""
+    SD-R keeps the dialogues whose final answer was right; a dialogue the solver failed in (no answers to show) is
+    left out and counted in the log."""
     from rlrefine.evaluation.dynamic import ROUND_LIMIT, converse
 
-    plans = Replay(rows, [p.subquestions for p in parsed])
-    _, results, histories = converse(plans, make_solver(filter_solver), rows, ROUND_LIMIT)
-    examples = []
+    plans, solver = Replay(rows, [p.subquestions for p in parsed]), make_solver(filter_solver)
+    _, results, histories = converse(plans, solver, rows, ROUND_LIMIT)
+    examples, failed = [], 0
     for row, graded, history in zip(rows, records(rows, results), histories):
-        ok = None if graded["score"] is None else graded["score"] == 1.0
-        if variant == "sd-r" and ok is not True:
+        failed += graded["score"] is None
+        ok = graded["score"] == 1.0
+        if graded["score"] is None or (variant == "sd-r" and not ok):
             continue
         closing = [NO_DECOMPOSITION] if len(history) < ROUND_LIMIT else []  # at the limit the loop ends anyway
         turns = [numbered(k, q) for k, (q, _) in enumerate(history, 1)] + closing
@@ -145,8 +147,10 @@ def dialogues(rows: list, parsed: list, variant: str, filter_solver: str, instru
                     "correct": ok,
                 }
             )
+    if failed:
+        log.warning("%d of %d dialogues failed at the solver (%s); left out", failed, len(rows), solver.name)
     if not examples:
-        raise UsageError(f"{variant}: no teacher dialogue led {filter_solver} to the gold answer")
+        raise UsageError(f"{variant}: no teacher dialogue led {solver.name} to the gold answer")
     return Dataset.from_list(examples)
 
 
