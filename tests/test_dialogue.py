@@ -241,3 +241,31 @@ def test_a_dialogue_the_solver_failed_in_is_left_out_not_cut_short(rows, caplog)
     asking = {r["id"] for r in rows if parse(make_decomposer("teacher").decompose([r])[0].text).subquestions}
     assert kept == {i for i in whole if not (i in asking and int(i.split("-")[-1]) % 2)}
     assert "dialogues failed at the solver (flaky); left out" in caplog.text
+
+
+class _Priced:
+    """A solver object with its own price key, version and requirements, answering its name."""
+
+    def __init__(self, name: str, requires=()) -> None:
+        self.name, self.price_key, self.version, self.requires = name, f"{name}-price", f"{name}-v", requires
+
+    def solve(self, rows, subquestions):
+        from rlrefine.core.protocols import SolveResult
+
+        return [SolveResult(answer=self.name) for _ in rows]
+
+
+def test_a_mix_is_priced_versioned_and_checked_as_its_solvers_say():
+    mix = make_solver({"name": "mix", "solvers": [_Priced("a", ("graph",)), _Priced("b"), _Priced("c", ("graph",))]})
+    assert (mix.name, mix.price_key, mix.version, mix.requires) == ("mix[a|b|c]", "a-price", "a-v|b-v|c-v", ("graph",))
+    (alone,) = make_solver({"name": "mix", "solvers": [_Priced("a")]}).solvers  # a mix of one is that solver
+    assert alone.name == "a"
+
+
+def test_a_problem_is_given_its_solver_by_its_id_or_else_its_question_the_same_in_every_run():
+    mix = make_solver("{name: mix, solvers: [hops=1, hops=2]}")
+    by_id = [mix.of({"id": q, "question": "zz ?"}).name for q in ("a ?", "b ?", "c ?", "d ?", "e ?")]
+    by_question = [mix.of({"question": q}).name for q in ("a ?", "b ?", "c ?", "d ?", "e ?")]
+    # a hash of the text, not Python's per-process hash: these are the same in every process and every release
+    assert by_id == by_question == ["hops=1", "hops=1", "hops=2", "hops=2", "hops=1"]
+    assert mix.of({"id": None, "question": "c ?"}).name == "hops=2"

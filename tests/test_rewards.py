@@ -421,3 +421,12 @@ def test_a_right_answer_never_scores_below_a_wrong_one_whatever_the_cost(cost, n
     right, partial, wrong, partial_fewer = reward(None, [subs, subs, subs, fewer], [[1]] * 4, **columns)
     assert wrong == 0.0 and right >= 0.0 and partial >= 0.0
     assert right == pytest.approx(max(1.0 - cost * n, 0.0)) and partial <= right and partial_fewer >= partial
+
+
+@pytest.mark.parametrize(
+    "spec", ["{name: mix, solvers: [hops=1, hops=2]}", "  {name: mix, solvers: [hops=1, hops=2]} "]
+)
+def test_a_solver_named_inline_as_a_mapping_is_named_by_the_solver_in_the_reward(spec):
+    reward = build("reward", {"name": "solver", "solver": spec})
+    assert reward.__name__ == "solver[mix[hops=1|hops=2]]"  # not the mapping's text, whatever its spacing
+    assert build("reward", {"name": "solver", "solver": "hops=1,noise=0.1"}).__name__ == "solver[hops=1,noise=0.1]"

@@ -21,11 +21,11 @@ class SolverMix:
 
         if isinstance(solvers, (str, Mapping)) or len(solvers) < 1:
             raise UsageError(f"solver mix: solvers must be a list of solver specs, got {solvers!r}")
-        self.solvers = [shared_solver(s) for s in solvers]
+        self.solvers = [shared_solver(s) for s in solvers]  # each remembers its results, and has version and requires
         self.name = f"mix[{'|'.join(s.name for s in self.solvers)}]"
         self.price_key = self.solvers[0].price_key
-        self.version = "|".join(str(getattr(s, "version", "")) for s in self.solvers)
-        self.requires = tuple(dict.fromkeys(r for s in self.solvers for r in getattr(s, "requires", ())))
+        self.version = "|".join(str(s.version) for s in self.solvers)
+        self.requires = tuple(dict.fromkeys(r for s in self.solvers for r in s.requires))
 
     def of(self, row: Mapping):
         """The solver that answers this problem."""
