@@ -12,10 +12,19 @@ one SD-T student distilled from the teacher's decompositions, which GRPO, RLOO, 
 from the same decompositions asked one per round of the training solver (dialogue SFT data), which GRPO refines in the
 dialogue. Every run trains against ``hops=1`` for the same RL minutes, and is evaluated on the test split against every
 default solver and a held-apart one no run trained against (``--held_apart``); the dialogue student in both modes.
-Then one ``rlrefine report`` over all runs.
+Then one ``rlrefine report`` over all runs, and ``summary.md``: per decomposer, over seeds, mean (worst–best) of the
+accuracy with the training solver, on the depth-5 problems, over the default solvers it never saw and with the
+held-apart one, with its sub-questions, tokens and dollars per problem and RL steps.
 """
 
 from __future__ import annotations
+
+import json
+import shlex
+import sys
+from datetime import date
+from pathlib import Path
+from statistics import mean
 
 from _runs import parser, report, train
 
@@ -52,6 +61,64 @@ def main() -> None:
             runs.append(train(args.out / f"{algorithm}-{seed}", argv, args))
         runs.append(train(args.out / f"dialogue-grpo-{seed}", [*base, *budget("grpo"), "--rollout", "dynamic"], args))
     report(runs, args.out / "report")
+    (args.out / "summary.md").write_text(summary(runs, solvers))
+    print((args.out / "summary.md").read_text())
+
+
+def summary(runs: list[Path], solvers: list[str]) -> str:
+    """The comparison's table (see the module's docstring): each run's SFT and RL rows, in the mode it was trained
+    in, with ``hops=1`` as the training solver and the last of ``solvers`` held apart."""
+    from rlrefine.core.tables import markdown_table
+    from rlrefine.solvers import make_solver
+
+    names = [make_solver(s).name for s in solvers]
+    trained, held, unseen = names[0], names[-1], names[1:-1]
+    found: dict[str, list[dict]] = {}
+    for run in runs:
+        results = json.loads((run / "results.json").read_text())
+        training = json.loads((run / "rl" / "eval.json").read_text())["training"]
+        algorithm, dialogue = training["algorithm"], training.get("rollout") == "dynamic"
+        cells = {(c["decomposer"], c["solver"]): c for c in results["cells"]}
+        suffix = " (dynamic)" if dialogue else ""
+        starts = [("SFT in the dialogue" if dialogue else "SFT", f"sft{suffix}")] if algorithm == "grpo" else []
+        label = "GRPO in the dialogue" if dialogue else algorithm.upper()
+        for name, decomposer in [*starts, (label, f"rl-{algorithm}{suffix}")]:
+            cell = cells[decomposer, trained]
+            tokens = sum(cell["tokens"].values()) / cell["n"]
+            found.setdefault(name, []).append(
+                {
+                    "trained": cell["accuracy"],
+                    "depth 5": cell["by_depth"].get("5"),
+                    "unseen": mean(cells[decomposer, s]["accuracy"] for s in unseen),
+                    "held apart": cells[decomposer, held]["accuracy"],
+                    "sub-q": cell["mean_subquestions"],
+                    "tokens": tokens,
+                    "$ / 1k": cell["cost_usd_per_1k"],
+                    "RL steps": None
+                    if name.startswith("SFT")
+                    else training.get("steps", len(training.get("rounds", []))),
+                }
+            )
+
+    def spread(values, digits: int) -> str:
+        values = [v for v in values if v is not None]
+        if not values:
+            return "–"
+        text = f"{mean(values):.{digits}f}"
+        return text if len(values) == 1 else f"{text} ({min(values):.{digits}f}–{max(values):.{digits}f})"
+
+    columns = ["trained", "depth 5", "unseen", "held apart", "sub-q", "tokens", "$ / 1k", "RL steps"]
+    digits = {"sub-q": 2, "tokens": 0, "$ / 1k": 4, "RL steps": 0}
+    rows = [
+        [name, len(seeds), *(spread([r[c] for r in seeds], digits.get(c, 3)) for c in columns)]
+        for name, seeds in found.items()
+    ]
+    header = ["decomposer", "seeds", f"{trained} (trained)", f"depth 5, {trained}", "unseen (mean)"]
+    header += [f"{held} (held apart)", "sub-q", "tokens / problem", "$ / 1k", "RL steps (RFT: rounds)"]
+    made = shlex.join(["python", *sys.argv])
+    lines = ["# Static vs. dialogue decomposers on the uncapped bench", "", f"Made by `{made}` on {date.today()}.", ""]
+    lines += [f"Unseen: {', '.join(unseen)}. Tokens and dollars with {trained}; mean (worst–best) over seeds.", ""]
+    return "\n".join([*lines, *markdown_table(header, rows)]) + "\n"
 
 
 if __name__ == "__main__":
