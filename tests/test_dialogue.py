@@ -3,6 +3,7 @@ multi-turn GRPO through TRL's rollout_func (the policy's tokens trained, the sol
 template renders it)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -197,20 +198,27 @@ def test_grpo_trains_in_the_dialogue_with_only_the_policys_tokens_in_the_loss(ti
 
 
 @pytest.mark.slow
-def test_the_pipeline_distills_refines_and_evaluates_a_decomposer_in_the_dialogue(tmp_path):
+def test_the_pipeline_distills_refines_and_evaluates_a_decomposer_in_the_dialogue_on_two_processes(tmp_path):
+    """The whole path on two gloo processes (configs/accelerate/multi_gpu.yaml): dialogue SFT data built once, each
+    process talking over its own share of the rollouts, against a solver mix, with no cap."""
+    from helpers import free_port
+
     run = tmp_path / "run"
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", "configs/accelerate/multi_gpu.yaml"]
+    launch += ["--main_process_port", str(free_port()), "--num_processes", "2", "--mixed_precision", "no"]
     cmd = [
-        sys.executable, "rlrefine/train.py", "--data", "world:small", "--train_limit", "64", "--run_dir", str(run),
+        *launch, "rlrefine/train.py", "--data", "world:small", "--train_limit", "64", "--run_dir", str(run),
         "--rollout", "dynamic", "--train_solver", "{name: mix, solvers: [hops=1, hops=2]}",
         "--rewards", "[{name: solver}, {name: format, weight: 0.1, cap: null}]",
         "--sft", "{max_steps: 30, per_device_train_batch_size: 16}", "--max_steps", "2",
         "--per_device_train_batch_size", "8", "--num_generations", "4", "--eval_limit", "20", "--pass_k", "0",
         "--eval_solvers", "hops=1",
     ]  # fmt: skip
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     card = json.loads((run / "rl" / "eval.json").read_text())["training"]
-    assert card["rollout"] == "dynamic" and card["steps"] == 2
+    assert (card["rollout"], card["steps"], card["num_processes"]) == ("dynamic", 2, 2)
     assert list(card["reward_seconds"]) == ["solver[mix[hops=1|hops=2]]", "format_validity"]
     results = json.loads((run / "results.json").read_text())
     cells = {c["decomposer"] for c in results["cells"]}
