@@ -42,7 +42,6 @@ class PolicyTurns:
         self.prompt_ids = trainer._tokenize_prompts(list(prompts))[0]
         self.ids: dict[int, list[int]] = {id(r): [] for r in rows}  # completion tokens so far
         self.mask: dict[int, list[int]] = {id(r): [] for r in rows}  # 1: the policy's, 0: the solver's turn
-        self.logprobs: dict[int, list[float]] | None = {id(r): [] for r in rows}
         self.start = {id(r): p for r, p in zip(rows, self.prompt_ids)}
         self.failure: Exception | None = None
 
@@ -65,24 +64,20 @@ class PolicyTurns:
         try:
             for row, history in zip(rows, histories):
                 if history:
-                    self._extend(row, self.solver_turn(row, history), 0, None)
+                    self._extend(row, self.solver_turn(row, history), 0)
             sequences = [self.start[id(r)] + self.ids[id(r)] for r in rows]
-            turns, logprobs = self.trainer._generate_single_turn(sequences, None, {}, 1)
-            for i, (row, turn) in enumerate(zip(rows, turns)):
-                self._extend(row, list(turn), 1, None if logprobs is None else logprobs[i])
+            turns, _ = self.trainer._generate_single_turn(sequences, None, {}, 1)  # transformers: no log-probs
+            for row, turn in zip(rows, turns):
+                self._extend(row, list(turn), 1)
             texts = self.tokenizer.batch_decode(turns, skip_special_tokens=True)
             return [Decomposed(t, len(s), len(ids)) for t, s, ids in zip(texts, sequences, turns)]
         except Exception as exc:  # the loop would make it a per-problem error; a policy that cannot generate is a bug
             self.failure = exc
             raise
 
-    def _extend(self, row, ids: list[int], mask: int, logprobs: list[float] | None) -> None:
+    def _extend(self, row, ids: list[int], mask: int) -> None:
         self.ids[id(row)] += ids
         self.mask[id(row)] += [mask] * len(ids)
-        if self.logprobs is not None and (logprobs is not None or not mask):
-            self.logprobs[id(row)] += logprobs if logprobs is not None else [0.0] * len(ids)
-        else:
-            self.logprobs = None  # transformers generation gives none: TRL computes them itself
 
 
 class DialogueRollout:
@@ -106,7 +101,7 @@ class DialogueRollout:
         return {
             "prompt_ids": policy.prompt_ids,
             "completion_ids": [policy.ids[id(r)] for r in rows],
-            "logprobs": None if policy.logprobs is None else [policy.logprobs[id(r)] for r in rows],
+            "logprobs": None,  # TRL computes the policy's own when it needs them (vLLM, which would give them, is refused)
             "env_mask": [policy.mask[id(r)] for r in rows],
             "decomposition": [render([q for q, _ in h]) for h in histories],
             "policy_ids": [[t for t, m in zip(policy.ids[id(r)], policy.mask[id(r)]) if m] for r in rows],
