@@ -1,6 +1,6 @@
 """A decomposer that talks to its solver: dialogue SFT data with the solver's real answers, the solver mix, and
-multi-turn GRPO through TRL's rollout_func (the policy's tokens trained, the solver's masked, every turn as the chat
-template renders it)."""
+multi-turn GRPO and RLOO through TRL's rollout_func (the policy's tokens trained, the solver's masked, every turn as the
+chat template renders it; RLOO's update the one TRL's RLOO trainer makes)."""
 
 import json
 import os
@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from rlrefine.core.format import NO_DECOMPOSITION, dynamic_messages, numbered, parse
 from rlrefine.core.protocols import UsageError
@@ -84,13 +86,17 @@ def test_a_solver_mix_gives_each_problem_one_of_its_solvers_always_the_same(rows
 def test_rollout_settings_name_what_is_valid():
     with pytest.raises(UsageError, match="unknown rollout 'dynamc'; valid: static, dynamic"):
         PipelineArgs(rollout="dynamc")
-    with pytest.raises(UsageError, match="grpo, not rloo"):
-        PipelineArgs(rollout="dynamic", algorithm="rloo")
+    with pytest.raises(UsageError, match="dialogue .TRL's rollout_func.: grpo or rloo, not ppo"):
+        PipelineArgs(rollout="dynamic", algorithm="ppo")
     assert PipelineArgs(rollout="dynamic").eval_modes == ["static", "dynamic"]  # evaluated as it was trained
     from rlrefine.training.settings import parse_pipeline, refuse_clashes
 
     with pytest.raises(UsageError, match="generates each turn with transformers, not vLLM"):
         refuse_clashes(*parse_pipeline(["--rollout", "dynamic", "--use_vllm", "true"])[:2])
+    with pytest.raises(
+        UsageError, match=r"rloo with rollout: dynamic trains without a KL penalty: set beta 0 \(not 0.05\)"
+    ):
+        refuse_clashes(*parse_pipeline(["--rollout", "dynamic", "--algorithm", "rloo", "--beta", "0.05"])[:2])
 
 
 def test_rewards_see_a_dialogues_decomposition_as_the_completion():
@@ -105,27 +111,29 @@ def test_rewards_see_a_dialogues_decomposition_as_the_completion():
     assert tokens(**trl, **seen) == [-3.0]  # the policy pays for its own tokens only
 
 
-def _grpo(decomposer: Path, out: Path, rewards: list, solver: str = "hops=1", **settings):
+def _trainer(decomposer, out: Path, rewards: list, algorithm="grpo", rollout="dynamic", solver="hops=1", **settings):
+    """The trainer the RL stage builds for ``algorithm`` and ``rollout``, on 16 problems, 4 completions a prompt."""
     from transformers import AutoModelForCausalLM
-    from trl import GRPOConfig, GRPOTrainer
 
     from rlrefine.engines.models import load_tokenizer
     from rlrefine.training.rl import build_rewards, dialogue_rollout, train_dataset
-    from rlrefine.training.settings import defaults_for
+    from rlrefine.training.settings import algorithm_of, defaults_for
 
-    args = PipelineArgs(data="world:small", train_limit=16, rollout="dynamic", rewards=rewards, train_solver=solver)
+    args = PipelineArgs(data="world:small", train_limit=16, rollout=rollout, rewards=rewards, train_solver=solver)
     tokenizer = load_tokenizer(decomposer)
     funcs, weights = build_rewards(args.rewards, args.train_solver, tokenizer)
-    config = {**defaults_for("grpo"), "output_dir": str(out), "per_device_train_batch_size": 8, "num_generations": 4}
+    config = {**defaults_for(algorithm), "output_dir": str(out), "per_device_train_batch_size": 8, "num_generations": 4}
     config.update(max_completion_length=24, logging_steps=1, save_strategy="no", reward_weights=weights, **settings)
     dataset = train_dataset(args)
-    trainer = GRPOTrainer(
+    kind = algorithm_of(algorithm)
+    dialogue = {"rollout_func": dialogue_rollout(args, dataset)} if rollout == "dynamic" else {}
+    trainer = (kind.dialogue if dialogue else kind.trainer)(
         model=AutoModelForCausalLM.from_pretrained(decomposer, dtype="float32"),
         reward_funcs=funcs,
-        args=GRPOConfig(**config),
+        args=kind.config(**config),
         train_dataset=dataset,
         processing_class=tokenizer,
-        rollout_func=dialogue_rollout(args, dataset),
+        **dialogue,
     )
     return trainer, dataset
 
@@ -144,10 +152,8 @@ def _segments(ids, mask):
 def test_a_rollout_is_the_dialogue_as_the_chat_template_renders_it_with_the_solvers_turns_masked(
     tiny_dialogue_decomposer, tmp_path
 ):
-    trainer, dataset = _grpo(
-        tiny_dialogue_decomposer,
-        tmp_path / "grpo",
-        [{"name": "solver"}, {"name": "format", "cap": 2}],
+    trainer, dataset = _trainer(
+        tiny_dialogue_decomposer, tmp_path / "grpo", [{"name": "solver"}, {"name": "format", "cap": 2}]
     )
     tokenizer, solver = trainer.processing_class, shared_solver("hops=1")
 
@@ -180,16 +186,30 @@ def test_a_rollout_is_the_dialogue_as_the_chat_template_renders_it_with_the_solv
     assert max(rounds) == 2 and min(rounds) <= 1  # dialogues of different lengths, some at the cap
 
 
-def test_grpo_trains_in_the_dialogue_with_only_the_policys_tokens_in_the_loss(tiny_dialogue_decomposer, tmp_path):
+@pytest.mark.parametrize("algorithm", ["grpo", "rloo"])
+def test_an_algorithm_trains_in_the_dialogue_with_only_the_policys_tokens_in_the_loss(
+    tiny_dialogue_decomposer, tmp_path, algorithm
+):
     import torch
 
-    trainer, dataset = _grpo(
-        tiny_dialogue_decomposer, tmp_path / "grpo", [{"name": "solver"}], max_steps=2, learning_rate=1e-3
-    )
+    from rlrefine.training.dialogue import leave_one_out
+
+    rewards = [{"name": "solver"}, {"name": "token_cost", "per_token": 0.01, "weight": 0.5}]
+    trainer, dataset = _trainer(tiny_dialogue_decomposer, tmp_path / algorithm, rewards, algorithm, max_steps=2)
     trainer.model.train()
     batch = trainer._generate_and_score_completions([dataset[i] for i in range(2) for _ in range(4)])
     mask = batch["tool_mask"] * batch["completion_mask"]
     assert 0 < mask.sum() < batch["completion_mask"].sum()  # the solver's turns are out of the loss
+    solved, cost = (torch.tensor(trainer._logs["rewards"][f.__name__]) for f in trainer.reward_funcs)
+    reward = solved + 0.5 * cost  # the policy's own tokens only: the solver's turns would cost more
+    assert torch.allclose(cost, -0.01 * mask.sum(1).float())
+    if algorithm == "rloo":  # each completion against the mean of the other three in its group
+        assert torch.allclose(batch["advantages"], leave_one_out(reward, 4))
+    else:
+        grouped = reward.view(-1, 4)
+        expected = (grouped - grouped.mean(1, keepdim=True)) / (grouped.std(1, keepdim=True) + 1e-4)
+        assert torch.allclose(batch["advantages"], expected.view(-1), atol=1e-5)
+    assert batch["advantages"].abs().sum() > 0
     before = [p.detach().clone() for p in trainer.model.parameters()]
     trainer.train()
     assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
@@ -200,7 +220,8 @@ def test_grpo_trains_in_the_dialogue_with_only_the_policys_tokens_in_the_loss(ti
 @pytest.mark.slow
 def test_the_pipeline_distills_refines_and_evaluates_a_decomposer_in_the_dialogue_on_two_processes(tmp_path):
     """The whole path on two gloo processes (configs/accelerate/multi_gpu.yaml): dialogue SFT data built once, each
-    process talking over its own share of the rollouts, against a solver mix, with no cap."""
+    process talking over its own share of the rollouts (RLOO: each takes its slice of the batch's advantages), against
+    a solver mix, with no cap."""
     from helpers import free_port
 
     run = tmp_path / "run"
@@ -208,7 +229,7 @@ def test_the_pipeline_distills_refines_and_evaluates_a_decomposer_in_the_dialogu
     launch += ["--main_process_port", str(free_port()), "--num_processes", "2", "--mixed_precision", "no"]
     cmd = [
         *launch, "rlrefine/train.py", "--data", "world:small", "--train_limit", "64", "--run_dir", str(run),
-        "--rollout", "dynamic", "--train_solver", "{name: mix, solvers: [hops=1, hops=2]}",
+        "--rollout", "dynamic", "--algorithm", "rloo", "--train_solver", "{name: mix, solvers: [hops=1, hops=2]}",
         "--rewards", "[{name: solver}, {name: format, weight: 0.1, cap: null}]",
         "--sft", "{max_steps: 30, per_device_train_batch_size: 16}", "--max_steps", "2",
         "--per_device_train_batch_size", "8", "--num_generations", "4", "--eval_limit", "20", "--pass_k", "0",
@@ -222,7 +243,7 @@ def test_the_pipeline_distills_refines_and_evaluates_a_decomposer_in_the_dialogu
     assert list(card["reward_seconds"]) == ["solver[mix[hops=1|hops=2]]", "format_validity"]
     results = json.loads((run / "results.json").read_text())
     cells = {c["decomposer"] for c in results["cells"]}
-    assert {"sft (dynamic)", "rl-grpo (dynamic)", "sft", "rl-grpo"} <= cells
+    assert {"sft (dynamic)", "rl-rloo (dynamic)", "sft", "rl-rloo"} <= cells
 
 
 def test_a_dialogue_the_solver_failed_in_is_left_out_not_cut_short(rows, caplog):
@@ -277,3 +298,73 @@ def test_a_problem_is_given_its_solver_by_its_id_or_else_its_question_the_same_i
     # a hash of the text, not Python's per-process hash: these are the same in every process and every release
     assert by_id == by_question == ["hops=1", "hops=1", "hops=2", "hops=2", "hops=1"]
     assert mix.of({"id": None, "question": "c ?"}).name == "hops=2"
+
+
+def _with_nan(values):
+    return [float("nan") if v is None else v for v in values]
+
+
+@given(
+    st.integers(2, 5).flatmap(
+        lambda g: st.tuples(
+            st.just(g),
+            st.lists(st.lists(st.one_of(st.none(), st.floats(-5, 5)), min_size=g, max_size=g), min_size=1, max_size=4),
+        )
+    )
+)
+def test_rloo_scores_each_completion_against_the_mean_of_its_scorable_siblings(case):
+    import torch
+
+    from rlrefine.training.dialogue import leave_one_out
+
+    group, groups = case
+    expected = []
+    for rewards in groups:
+        for i, r in enumerate(rewards):
+            others = [o for j, o in enumerate(rewards) if j != i and o is not None]
+            expected.append(0.0 if r is None or not others else r - sum(others) / len(others))
+    got = leave_one_out(torch.tensor(_with_nan([r for g in groups for r in g]), dtype=torch.float64), group)
+    assert got.tolist() == pytest.approx(expected, abs=1e-9)
+
+
+def test_rloo_normalizes_the_batchs_advantages_when_asked():
+    import torch
+
+    from rlrefine.training.dialogue import leave_one_out
+
+    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, float("nan")])
+    plain = leave_one_out(rewards, 3)
+    assert plain.tolist() == pytest.approx([1.0, -0.5, -0.5, 0.0, 0.0, 0.0])
+    scored = plain[:5]
+    assert leave_one_out(rewards, 3, normalize=True)[:5].tolist() == pytest.approx(
+        ((scored - scored.mean()) / (scored.std() + 1e-4)).tolist()
+    )
+
+
+def test_rloo_in_the_dialogue_makes_the_update_trls_rloo_trainer_makes(tmp_path):
+    """On one batch of sampled completions, with the advantages RLOO's trainer gave them: the dialogue trainer's loss
+    has the RLOO trainer's gradient (both on-policy, beta 0), parameter for parameter."""
+    import torch
+
+    from rlrefine.engines.models import BASE_MODEL
+    from rlrefine.training.dialogue import leave_one_out
+
+    rewards = [{"name": "format", "cap": None}, {"name": "token_cost", "per_token": 0.02, "weight": 0.5}]
+    rloo, dataset = _trainer(BASE_MODEL, tmp_path / "rloo", rewards, "rloo", rollout="static", max_steps=1)
+    ours, _ = _trainer(BASE_MODEL, tmp_path / "ours", rewards, "rloo", max_steps=1)
+    for trainer in (rloo, ours):
+        trainer.model.train()
+        trainer.current_gradient_accumulation_steps = 1
+    batch = rloo._generate_and_score_completions([dataset[i] for i in range(2) for _ in range(4)])
+    valid, cost = (torch.tensor(rloo._logs["rewards"][f.__name__]) for f in rloo.reward_funcs)
+    assert torch.allclose(batch["advantages"], leave_one_out(valid + 0.5 * cost, 4))  # RLOO's own advantages
+    assert batch["advantages"].abs().sum() > 0
+    keys = ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask", "advantages")
+    grads = []
+    for trainer, inputs in ((rloo, batch), (ours, {k: batch[k] for k in keys})):
+        trainer.model.zero_grad()
+        trainer._compute_loss(trainer.model, inputs).backward()
+        grads.append([p.grad.clone() for p in trainer.model.parameters()])
+    assert any(g.abs().sum() > 0 for g in grads[0])
+    for theirs, mine in zip(*grads):
+        assert torch.allclose(theirs, mine, atol=1e-6, rtol=1e-4)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
 
+from rlrefine.training.dialogue import DialogueRLOOTrainer
 from rlrefine.training.ppo import PPOConfig, PPOTrainer
 from rlrefine.training.rft import RFTConfig
 from rlrefine.training.trainers import TRAINER_DEFAULTS
@@ -35,7 +36,7 @@ class Algorithm:
     config: type  # TRL's config class, holding the algorithm's own settings too (PPO's critic, RFT's rounds)
     trainer: type | None  # None: rejection-sampling fine-tuning, rounds of TRL's SFTTrainer (rlrefine.training.rft)
     defaults: dict = field(default_factory=dict)  # over the shared defaults above that its config has fields for
-    dialogue: bool = False  # trains with --rollout dynamic: its trainer takes TRL's rollout_func and env_mask
+    dialogue: type | None = None  # its trainer with --rollout dynamic: one that takes TRL's rollout_func and env_mask
 
     def trl_defaults(self) -> dict:
         """Our defaults over TRL's for this algorithm: the shared ones its config has fields for (RFT's rounds are
@@ -44,8 +45,8 @@ class Algorithm:
         return {**{k: v for k, v in shared.items() if k in self.config.__dataclass_fields__}, **self.defaults}
 
 
-GRPO = Algorithm(GRPOConfig, GRPOTrainer, dialogue=True)
-RLOO = Algorithm(RLOOConfig, RLOOTrainer)
+GRPO = Algorithm(GRPOConfig, GRPOTrainer, dialogue=GRPOTrainer)
+RLOO = Algorithm(RLOOConfig, RLOOTrainer, dialogue=DialogueRLOOTrainer)
 # GAE lambda 1 (returns minus the critic's value) and no KL in the reward: the best of the settings README's PPO
 # section measured
 PPO = Algorithm(PPOConfig, PPOTrainer, {"lam": 1.0, "kl_coef": 0.0})

@@ -15,15 +15,23 @@ still going and one batched solver call (``solve_unique``); a turn is generated 
 rewards see the dialogue's decomposition, the sub-questions asked in the format, and the policy's own tokens
 (``Watched`` hands them over as the completion and its ids): the solver reward grades the solver's final answer, which
 is its answer on those sub-questions, and the format, cost, token-cost and multi-solver plugins work unchanged.
+
+RLOO trains in the dialogue too (``DialogueRLOOTrainer``): TRL 1.16's RLOO trainer takes no ``rollout_func``, so it is
+GRPO's trainer with RLOO's estimator, the update TRL's RLOO trainer makes.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import fields
+
+import torch
+from trl import GRPOConfig, GRPOTrainer, RLOOConfig
+from trl.trainer.utils import nanstd
 
 from rlrefine.core.format import dynamic_messages, numbered, render
-from rlrefine.core.protocols import Decomposed
+from rlrefine.core.protocols import Decomposed, UsageError
 
 
 def _key(prompt: Sequence[Mapping]) -> str:
@@ -106,3 +114,54 @@ class DialogueRollout:
             "decomposition": [render([q for q, _ in h]) for h in histories],
             "policy_ids": [[t for t, m in zip(policy.ids[id(r)], policy.mask[id(r)]) if m] for r in rows],
         }
+
+
+def leave_one_out(rewards: torch.Tensor, group: int, normalize: bool = False) -> torch.Tensor:
+    """RLOO's advantage, as TRL's RLOO trainer computes it: each reward minus the mean of its group's others. A NaN
+    reward (every reward skipped the completion) stays out of its siblings' baselines and gets 0, as does a completion
+    with no scorable sibling; ``normalize`` scales the batch's advantages to mean 0, std 1."""
+    grouped = rewards.view(-1, group)
+    scorable = (~grouped.isnan()).sum(1, keepdim=True)
+    advantages = (grouped - (grouped.nansum(1, keepdim=True) - grouped) / (scorable - 1)).view(-1)
+    if normalize:
+        advantages = (advantages - advantages.nanmean()) / (nanstd(advantages) + 1e-4)
+    return advantages.nan_to_num(nan=0.0)
+
+
+def check_rloo(args) -> None:
+    """RLOO in the dialogue has no KL penalty: TRL's RLOO puts it in the reward, where GRPO's trainer has no path."""
+    if args.beta:
+        raise UsageError(f"rloo with rollout: dynamic trains without a KL penalty: set beta 0 (not {args.beta})")
+
+
+class DialogueRLOOTrainer(GRPOTrainer):
+    """RLOO trained in the dialogue (``--algorithm rloo --rollout dynamic``), taking TRL's ``RLOOConfig``. TRL 1.16's
+    RLOO trainer takes no ``rollout_func`` and masks no environment tokens; GRPO's does both, so this is GRPO's
+    trainer with RLOO's estimator: the leave-one-out advantage of the weighted reward (``leave_one_out``, with RLOO's
+    ``reward_clip_range`` and ``normalize_advantages``) and a loss summed over each sequence's own tokens (LUSPO's). While
+    the policy that sampled is the one trained (``num_iterations`` 1, one generation per optimizer step: our defaults)
+    its gradient is the RLOO trainer's (tested on one batch); off that, its ratio is clipped as LUSPO clips it."""
+
+    def __init__(self, *, args: RLOOConfig, **kwargs) -> None:
+        check_rloo(args)
+        self.normalize_advantages, self.reward_clip_range = args.normalize_advantages, args.reward_clip_range
+        shared = {f.name for f in fields(GRPOConfig) if f.init} - {"generation_batch_size"}  # derived from the rest
+        settings = {f.name: getattr(args, f.name) for f in fields(args) if f.init and f.name in shared}
+        loss = {"loss_type": "luspo", "importance_sampling_level": "sequence", "scale_rewards": "none"}
+        super().__init__(args=GRPOConfig(**{**settings, **loss}), **kwargs)
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list) -> torch.Tensor:
+        per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)  # every process's
+        rewards = (per_func * self.reward_weights.to(per_func.device)).nansum(1)
+        rewards[per_func.isnan().all(1)] = torch.nan
+        if self.reward_clip_range:
+            rewards = rewards.clamp(*self.reward_clip_range)
+        group = self.num_generations if self.model.training else self.num_generations_eval
+        self._leave_one_out = leave_one_out(rewards, group, self.normalize_advantages)
+        return per_func
+
+    def _generate_and_score_completions(self, inputs):
+        out = super()._generate_and_score_completions(inputs)
+        start = self.accelerator.process_index * len(inputs)  # this process's slice, as GRPO's trainer takes it
+        out["advantages"] = self._leave_one_out[start : start + len(inputs)]
+        return out

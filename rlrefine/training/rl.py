@@ -165,7 +165,8 @@ def refine(args: PipelineArgs, trl_args, model_args, start: Path, run: Path) -> 
     out = run / "rl"
     if (out / "config.json").exists():
         return out
-    trainer_class = algorithm_of(args.algorithm).trainer
+    algorithm = algorithm_of(args.algorithm)
+    trainer_class = algorithm.dialogue if args.rollout == "dynamic" else algorithm.trainer
     if trainer_class is None:
         from rlrefine.training.rft import rft
 
