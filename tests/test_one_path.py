@@ -177,3 +177,24 @@ def test_the_pipeline_settings_are_its_concerns_and_sft_shares_data_and_teacher(
     args = settings.PipelineArgs(train_domain="money", train_limit=5, teacher="oracle", instruction=None)
     assert settings.concern(args, settings.DataArgs) == {"data": "world", "train_limit": 5, "train_domain": "money"}
     assert settings.concern(args, settings.TeacherArgs) == {"teacher": "oracle", "instruction": None}
+
+
+@pytest.mark.parametrize(
+    ("rewards", "asked"),
+    [
+        (None, "at most 3 sub-questions"),  # the default rewards: the paper's cap
+        ([{"name": "solver"}, {"name": "format", "cap": 5}], "at most 5 sub-questions"),
+        ([{"name": "solver"}, {"name": "format", "cap": None}], "Break the question into sub-questions"),
+        ([{"name": "solver"}], "Break the question into sub-questions"),  # no reward limits the count
+    ],
+)
+def test_the_papers_instruction_asks_for_the_runs_cap_in_every_prompt_of_the_run(rewards, asked):
+    """``instruction: null`` is the paper's instruction with the run's cap (``subquestion_cap``), not a constant three:
+    the prompts the teacher, SFT, RL and the final evaluation see all come from the run's instruction."""
+    from rlrefine.training.rl import train_dataset
+    from rlrefine.training.settings import PipelineArgs
+
+    args = PipelineArgs(data="world:small", train_limit=2, instruction=None, rewards=rewards)
+    assert asked in args.instruction and ("at most" in args.instruction) == ("at most" in asked)
+    assert train_dataset(args)[0]["prompt"][0] == {"role": "system", "content": args.instruction}
+    assert PipelineArgs(instruction="", rewards=rewards).instruction == ""  # the tiny students' prompt: none

@@ -14,9 +14,9 @@ from safetensors.torch import load_file
 
 from rlrefine.core.atomic import read_jsonl
 from rlrefine.core.format import (
-    DECOMPOSER_INSTRUCTION,
     DEMONSTRATION,
     SOLVER_INSTRUCTION,
+    decomposer_instruction,
     parse,
     render,
     solver_messages,
@@ -79,10 +79,10 @@ def test_teacher_prompt_and_prose_through_the_hf_backend(smollm2_dir, gsm8k_rows
         assert parse(reply).subquestions and "<|im_end|>" not in reply  # stopped at its end-of-turn token
     row = next(r for r in kept if r["id"] == gsm8k_rows[0]["id"])
     sent = tokenizer.apply_chat_template(shown.messages(gsm8k_rows[0]), add_generation_prompt=True, tokenize=False)
-    assert sent.startswith(f"<|im_start|>system\n{DECOMPOSER_INSTRUCTION.format(cap=3)}<|im_end|>")
+    assert sent.startswith(f"<|im_start|>system\n{decomposer_instruction(3)}<|im_end|>")
     assert f"<|im_start|>assistant\n{render(DEMONSTRATION[1])}<|im_end|>" in sent and "named SmolLM" not in sent
     assert row["prompt_tokens"] == len(tokenizer(sent, add_special_tokens=False)["input_ids"])
-    assert row["prompt"][0]["content"] == DECOMPOSER_INSTRUCTION.format(cap=3) and len(row["prompt"]) == 2  # student
+    assert row["prompt"][0]["content"] == decomposer_instruction(3) and len(row["prompt"]) == 2  # student
 
 
 def test_solver_prompt_and_reply_through_transformers_serve(served_smollm2, smollm2_dir, gsm8k_rows):

@@ -15,7 +15,7 @@ from helpers import HOLD_TEACHER
 
 from rlrefine.commands.cli import main
 from rlrefine.core.atomic import read_jsonl
-from rlrefine.core.format import DECOMPOSER_INSTRUCTION, MAX_SUBQUESTIONS
+from rlrefine.core.format import MAX_SUBQUESTIONS, decomposer_instruction
 from rlrefine.decomposers import Decomposed, make_decomposer
 from rlrefine.training.teach import rejected_path, teach
 
@@ -29,7 +29,7 @@ def test_sd_r_keeps_only_solver_correct_rows_and_is_sft_data(test_rows, tmp_path
     assert sorted(r["id"] for r in kept + rejected) == sorted(r["id"] for r in test_rows)
     assert all(r["correct"] for r in kept) and not any(r["correct"] for r in rejected)
     first = kept[0]
-    assert first["prompt"][0] == {"role": "system", "content": DECOMPOSER_INSTRUCTION.format(cap=MAX_SUBQUESTIONS)}
+    assert first["prompt"][0] == {"role": "system", "content": decomposer_instruction(MAX_SUBQUESTIONS)}
     assert first["completion"][0]["role"] == "assistant" and first["completion"][0]["content"].startswith("Q1:")
     sft = load_dataset("json", data_files=str(out), split="train")  # what TRL's SFTTrainer takes
     assert {"prompt", "completion"} <= set(sft.column_names) and len(sft) == len(kept)

@@ -134,10 +134,17 @@ def completion_text(completion: object) -> str:
     return "" if completion is None else str(completion)
 
 
-DECOMPOSER_INSTRUCTION = (
-    "Break the question into at most {cap} sub-questions that a solver answers one by one before the question. "
-    "Write them as Q1: ... , Q2: ... , or write No decomposition . if none is needed."
-)
+def decomposer_instruction(cap: int | None = MAX_SUBQUESTIONS) -> str:
+    """The paper's instruction (for real LLMs), asking for at most ``cap`` sub-questions; with no cap, for any number.
+
+    >>> decomposer_instruction(None).split(" that ")[0]
+    'Break the question into sub-questions'
+    """
+    most = "" if cap is None else f"at most {cap} "
+    return (
+        f"Break the question into {most}sub-questions that a solver answers one by one before the question. "
+        "Write them as Q1: ... , Q2: ... , or write No decomposition . if none is needed."
+    )
 
 
 # A worked example shown to teacher LLMs before the question, as the paper's few-shot prompt does. SmolLM2-135M-Instruct
@@ -154,7 +161,8 @@ def decomposer_messages(
 ) -> list[dict]:
     """The decomposer's prompt as chat messages (the paper's static, single-pass decomposition prompt).
 
-    ``instruction=None`` uses the paper-style instruction (for real LLMs); ``""`` drops it, which is what the
+    ``instruction=None`` uses the paper-style instruction with its cap of three (for real LLMs; a pipeline run asks
+    for its own cap: ``PipelineArgs``); ``""`` drops it, which is what the
     tiny world models are trained with: they learn the task from data, and every prompt token costs a step.
     ``demonstration`` puts one worked example (``DEMONSTRATION``) before the question, as a user turn and the
     decomposer's answer: what a teacher LLM gets, never a student (it is trained on the plain prompt).
@@ -162,7 +170,7 @@ def decomposer_messages(
     >>> [m["role"] for m in decomposer_messages("", "How many ?", None, demonstration=True)]
     ['system', 'user', 'assistant', 'user']
     """
-    instruction = DECOMPOSER_INSTRUCTION.format(cap=MAX_SUBQUESTIONS) if instruction is None else instruction
+    instruction = decomposer_instruction() if instruction is None else instruction
     user = {"role": "user", "content": "\n".join(p for p in (context, f"Question: {question}") if p)}
     shown = []
     if demonstration:

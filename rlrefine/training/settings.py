@@ -44,7 +44,8 @@ def check_rollout(rollout: str) -> str:
 def subquestion_cap(rewards: list) -> int | None:
     """The run's cap on sub-questions, as its rewards state it: the format reward's ``cap`` (the paper's three unless
     it says otherwise; ``cap: null`` none), and no cap when no reward limits the count. RFT's filter and the dialogues
-    of ``--rollout dynamic`` (training and evaluation) follow it, so every algorithm meets the limit the rewards set."""
+    of ``--rollout dynamic`` (training and evaluation) follow it, so every algorithm meets the limit the rewards set, and
+    the paper's instruction (``instruction: null``) asks for it."""
     from rlrefine.core.format import MAX_SUBQUESTIONS
     from rlrefine.core.registry import parse_spec
 
@@ -74,7 +75,10 @@ class TeacherArgs:
 
     teacher: str = field(default="teacher", metadata={"help": "teacher decomposer spec"})
     instruction: str | None = field(
-        default="", metadata={"help": "the decomposer prompt's instruction: '' none (tiny models), null the paper's"}
+        default="",
+        metadata={
+            "help": "the decomposer prompt's instruction: '' none (tiny models), null the paper's (its cap: the run's)"
+        },
     )
 
 
@@ -150,6 +154,10 @@ class PipelineArgs(RunArgs, EvalStage, RLStage, DistillStage, TeacherArgs, DataA
             self.rewards = [dict(r) for r in DEFAULT_REWARDS]
         elif isinstance(self.rewards, str):
             self.rewards = inline("rewards", self.rewards, list)
+        if self.instruction is None:  # the paper's, asking for at most as many sub-questions as the run allows
+            from rlrefine.core.format import decomposer_instruction
+
+            self.instruction = decomposer_instruction(subquestion_cap(self.rewards))
         algorithm = algorithm_of(self.algorithm)  # an unknown one fails here, listing the valid ones
         if check_rollout(self.rollout) == "dynamic":
             if not algorithm.dialogue:
