@@ -13,8 +13,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rlrefine.core.format import NO_DECOMPOSITION, dynamic_messages, numbered, parse
-from rlrefine.core.protocols import UsageError
+from rlrefine.core.protocols import Decomposed, UsageError
 from rlrefine.data import load_split
+from rlrefine.evaluation.dynamic import next_question, written
 from rlrefine.solvers import make_solver, shared_solver
 from rlrefine.training.distill import decomposer_dataset
 from rlrefine.training.settings import PipelineArgs
@@ -172,8 +173,13 @@ def test_a_rollout_is_the_dialogue_as_the_chat_template_renders_it_with_the_solv
         assert own == [t for m, p in parts if m for t in p]  # what the rewards count as the policy's tokens
         policy = [tokenizer.decode(p, skip_special_tokens=True).strip() for m, p in parts if m == 1]
         assert [m for m, _ in parts] == [1, 0] * (len(policy) - 1) + [1]  # the policy opens and closes the dialogue
-        asked = list(parse(decomposition, None).subquestions)
+        asked, closing = [], None
+        for turn in policy:  # each turn asks its first new sub-question; one that holds none closes the dialogue
+            question = next_question(Decomposed(turn), asked)
+            asked += [question] * (question is not None)
+            closing = None if question or parse(turn, None).parseable else turn
         history = [(q, _answer(solver, row, asked[: k + 1])) for k, q in enumerate(asked)]
+        assert decomposition == written(history, closing)  # the dialogue as the policy wrote it
         rounds.append(len(asked))
         assert len(asked) <= 2  # the run's cap (the format reward's) is the dialogue's
         for k, (_, part) in enumerate(p for p in parts if p[0] == 0):

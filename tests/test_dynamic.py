@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from rlrefine.core.format import MAX_SUBQUESTIONS, NO_DECOMPOSITION
+from rlrefine.core.format import MAX_SUBQUESTIONS, NO_DECOMPOSITION, parse
 from rlrefine.core.protocols import Decomposed, DynamicDecomposer, SolveResult, UsageError
 from rlrefine.decomposers import make_decomposer
 from rlrefine.evaluation.dynamic import check_modes, solve_dynamic
@@ -96,10 +96,35 @@ def test_it_stops_on_the_marker_a_repeat_no_subquestion_and_the_cap(test_rows):
     decomposer = Scripted(script)
     decomposed, results = solve_dynamic(decomposer, make_solver("hops=1"), rows)
     assert [len(d.text.splitlines()) for d in decomposed[:3]] == [MAX_SUBQUESTIONS, 1, 1]
-    assert decomposed[3].text == NO_DECOMPOSITION and results[3].error is None  # a direct solve
+    prose = script[rows[3]["id"]][0]  # judged and solved as a static decomposer's prose would be
+    assert decomposed[3].text == prose and not parse(prose).valid
+    assert results[3] == make_solver("hops=1").solve([rows[3]], [[prose]])[0]
     assert decomposer.calls == [4, 3, 1]  # problems drop out of the batch as they stop
     capped, _ = solve_dynamic(Scripted(script), make_solver("hops=1"), rows[:1], max_rounds=2)
     assert len(capped[0].text.splitlines()) == 2
+
+
+@pytest.mark.parametrize(
+    ("closing", "text"),
+    [
+        (NO_DECOMPOSITION, "Q1: {q}"),  # the marker: the sub-questions asked, in the format
+        ("  ", "Q1: {q}"),  # nothing: a stop, as the marker
+        ("So the answer is 12", "Q1: {q}\nSo the answer is 12"),  # prose: the format's to judge, the solver's to read
+        ("Q1: {q}", "Q1: {q}"),  # a repeat asks nothing new
+    ],
+)
+def test_a_dialogue_is_the_decomposition_its_decomposer_wrote_and_the_solver_answers_that(test_rows, closing, text):
+    """What the rewards, the format and evaluation's ``valid_format`` see is the dialogue as written; the final
+    answer is the solver's on that decomposition, as a static decomposer's would be."""
+    row = _gold(test_rows, 3)[0]
+    q = row["subquestions"][0]
+    solver = make_solver("hops=1")
+    decomposed, results = solve_dynamic(Scripted({row["id"]: [f"Q1: {q}", closing.format(q=q)]}), solver, [row])
+    assert decomposed[0].text == text.format(q=q)
+    assert parse(decomposed[0].text).valid == ("answer" not in text)
+    assert results[0].answer == solver.solve([row], [list(parse(decomposed[0].text).subquestions)])[0].answer
+    empty, direct = solve_dynamic(Scripted({row["id"]: [""]}), solver, [row])  # nothing at all: no decomposition
+    assert empty[0].text == "" and parse("").problems == ("empty",) and direct[0] == solver.solve([row], [[]])[0]
 
 
 def test_tokens_are_summed_over_every_round(test_rows):

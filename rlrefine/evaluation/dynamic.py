@@ -25,9 +25,13 @@ ROUND_LIMIT = 8
 History = list[tuple[str, str | None]]  # per round: the sub-question asked and the solver's answer (None: unknown)
 
 
+LOOP = 2  # the loop's own revision; 2: a dialogue closed with prose is judged and solved with that prose
+
+
 def version(max_rounds: int = MAX_SUBQUESTIONS) -> str:
-    """What evaluation caches key a dynamic cell on, beside the decomposer and the solver: the loop's cap and prompt."""
-    return hashlib.sha256(f"{max_rounds}|{NEXT_SUBQUESTION}".encode()).hexdigest()[:8]
+    """What evaluation caches key a dynamic cell on, beside the decomposer and the solver: the loop's revision, cap
+    and prompt."""
+    return hashlib.sha256(f"{LOOP}|{max_rounds}|{NEXT_SUBQUESTION}".encode()).hexdigest()[:8]
 
 
 def rounds_for(cap: int | None) -> int:
@@ -115,6 +119,7 @@ def converse(
     errors: list[str | None] = [None] * len(rows)  # why a problem has no answer (a decomposer or solver failure)
     failed: list[str | None] = [None] * len(rows)  # the decomposer's own failure, as a static Decomposed carries it
     last: list[SolveResult | None] = [None] * len(rows)
+    closing: list[str | None] = [None] * len(rows)  # a last turn that holds no sub-question: prose, or nothing
     active = list(range(len(rows)))
     for _ in range(max_rounds):
         replies = _ask(dynamic, [rows[i] for i in active], [list(histories[i]) for i in active])
@@ -128,15 +133,42 @@ def converse(
             if question is not None:
                 histories[i].append((question, None))
                 going.append(i)
+            elif not reply.error and not parse(reply.text, None).parseable:
+                closing[i] = reply.text.strip()
         active = _solve(solver, rows, histories, going, spent, errors, last)
         if not active:
             break
-    direct = [i for i, h in enumerate(histories) if not h and errors[i] is None]  # stopped before asking anything
-    _solve(solver, rows, histories, direct, spent, errors, last)
-    decomposed = [
-        Decomposed(render([q for q, _ in h]), t[0], t[1], reason) for h, t, reason in zip(histories, tokens, failed)
+    texts = [written(h, c) for h, c in zip(histories, closing)]
+    # the final answer is the solver's on the decomposition as written, when that is not what the last round asked:
+    # nothing asked (a direct solve), or prose at the end, whose lines reach the solver as a static decomposer's do
+    final = [
+        i
+        for i, (h, text) in enumerate(zip(histories, texts))
+        if errors[i] is None and (not h or parse(text, None).subquestions != tuple(q for q, _ in h))
     ]
+    if final:
+        asked = [list(parse(texts[i], None).subquestions) for i in final]
+        for i, result in zip(final, solve_unique(solver, [rows[i] for i in final], asked)):
+            spent[i][0] += result.prompt_tokens
+            spent[i][1] += result.completion_tokens
+            last[i], errors[i] = result, result.error
+    decomposed = [Decomposed(text, t[0], t[1], reason) for text, t, reason in zip(texts, tokens, failed)]
     return decomposed, [_result(last[i], spent[i], errors[i]) for i in range(len(rows))], histories
+
+
+def written(history: History, closing: str | None = None) -> str:
+    """A dialogue's decomposition as its decomposer wrote it: the sub-questions asked, in the format, and the last
+    turn when it held no sub-question (prose, nothing), so the format is judged as a static decomposition's is.
+
+    >>> written([("How many a ?", "3")], "So the answer is 3")
+    'Q1: How many a ?\nSo the answer is 3'
+    >>> written([], ""), written([])
+    ('', 'No decomposition .')
+    """
+    asked = [q for q, _ in history]
+    if closing is None:
+        return render(asked)
+    return "\n".join([render(asked)] * bool(asked) + [closing] * bool(closing))
 
 
 def _solve(solver, rows, histories, todo, spent, errors, last) -> list[int]:

@@ -30,7 +30,7 @@ import torch
 from trl import GRPOConfig, GRPOTrainer, RLOOConfig
 from trl.trainer.utils import nanstd
 
-from rlrefine.core.format import dynamic_messages, numbered, render
+from rlrefine.core.format import dynamic_messages, numbered
 from rlrefine.core.protocols import Decomposed, UsageError
 
 
@@ -103,7 +103,7 @@ class DialogueRollout:
 
         rows = [dict(self.rows[_key(p)]) for p in prompts]  # a copy per rollout: the policy keeps state per row
         policy = PolicyTurns(trainer, rows, prompts, self.instruction)
-        _, results, histories = converse(policy, self.solver, rows, self.max_rounds)
+        decomposed, _, _ = converse(policy, self.solver, rows, self.max_rounds)
         if policy.failure is not None:
             raise policy.failure
         return {
@@ -111,7 +111,7 @@ class DialogueRollout:
             "completion_ids": [policy.ids[id(r)] for r in rows],
             "logprobs": None,  # TRL computes the policy's own when it needs them (vLLM, which would give them, is refused)
             "env_mask": [policy.mask[id(r)] for r in rows],
-            "decomposition": [render([q for q, _ in h]) for h in histories],
+            "decomposition": [d.text for d in decomposed],  # as written: a closing in prose is the format's to judge
             "policy_ids": [[t for t, m in zip(policy.ids[id(r)], policy.mask[id(r)]) if m] for r in rows],
         }
 
