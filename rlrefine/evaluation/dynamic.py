@@ -161,7 +161,7 @@ def written(history: History, closing: str | None = None) -> str:
     turn when it held no sub-question (prose, nothing), so the format is judged as a static decomposition's is.
 
     >>> written([("How many a ?", "3")], "So the answer is 3")
-    'Q1: How many a ?\nSo the answer is 3'
+    'Q1: How many a ?\\nSo the answer is 3'
     >>> written([], ""), written([])
     ('', 'No decomposition .')
     """

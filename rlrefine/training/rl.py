@@ -5,8 +5,8 @@ Every reward is wrapped once (``Watched``): its time counts toward the reward-ov
 reward is counted, warned about and skipped (never silently averaged), a reward that raises names itself and the
 step, and the wrapper keeps what TRL reads of the reward: its name and whether it is async. After a dialogue rollout
 (``--rollout dynamic``, ``rlrefine.training.dialogue``) it hands the reward the dialogue's decomposition as the
-completion: the sub-questions asked, in the format, as a static decomposer would have written them, and the policy's
-own tokens as its completion ids.
+completion: what the policy wrote, as a static decomposer would have written it (the sub-questions asked, in the
+format, and a closing turn without one as written), and the policy's own tokens as its completion ids.
 """
 
 from __future__ import annotations
