@@ -146,6 +146,18 @@ def test_a_train_x_eval_matrix_is_labelled_by_the_fewest_settings(tmp_path):
     assert [(r["train_solver"], r["trained"]) for r in rows][1] == ("hops=1,memory=1", 0.9)
 
 
+def test_a_run_trained_against_a_solver_mix_is_measured_on_its_solvers_none_of_them_unseen(tmp_path):
+    from rlrefine.evaluation.report import group, holds_up
+
+    accuracy = {"sft": (0.5, 0.6, 0.2), "rl-grpo": (0.9, 0.8, 0.3)}
+    cells = [_cell(d, s, a) for d, acc in accuracy.items() for s, a in zip(("hops=1", "hops=2", "neural"), acc)]
+    mix = "{name: mix, solvers: [hops=1, hops=2]}"
+    (row,) = holds_up(group([_run(tmp_path, "m", {"algorithm": "grpo", "train_solver": mix, "seed": 0}, cells)]))
+    assert row["train_solver"] == "hops=1 + hops=2" and row["unseen"] == pytest.approx(0.3)
+    assert (row["trained"], row["gain_trained"]) == (pytest.approx(0.85), pytest.approx(0.3))
+    assert (row["gain_unseen"], row["transfer"]) == (pytest.approx(0.1), pytest.approx(1 / 3))
+
+
 def _three_runs(root: Path) -> list[Path]:
     """GRPO over two seeds (100 and 50 problems, 2 and 3 RL minutes) and one PPO run started from another run's
     student, no RL minutes recorded. Failed cells: PPO's teacher x hops=1 and rl-ppo x memory=1 (every problem),

@@ -174,10 +174,28 @@ def trained_on(spec: str, solvers: list[str]) -> str:
     return found[0] if len(found) == 1 else spec
 
 
+def trained_with(spec: str, solvers: list[str]) -> list[str]:
+    """The evaluated solvers a run trained against: a solver mix's each (``{name: mix, solvers: [...]}``), else the one
+    ``trained_on`` finds.
+
+    >>> trained_with("{name: mix, solvers: [hops=1, memory=1]}", ["hops=1", "hops=1,memory=1", "neural"])
+    ['hops=1', 'hops=1,memory=1']
+    """
+    from rlrefine.core.registry import parse_spec
+
+    try:
+        name, settings = parse_spec("solver", spec)
+    except ValueError:
+        return [spec]
+    parts = settings.get("solvers") if name == "mix" else None
+    return [trained_on(str(p), solvers) for p in parts] if isinstance(parts, list) else [trained_on(spec, solvers)]
+
+
 def holds_up(groups: list[Group]) -> list[dict]:
     """Per RL decomposer: training-solver accuracy, mean over unseen solvers, and the transfer ratio against the
     SFT decomposer it started from, in the same mode (means over seeds): a dialogue student's dynamic row is measured
-    against its SFT start's dynamic row."""
+    against its SFT start's dynamic row. A run trained against a solver mix is measured on the mean of its solvers,
+    none of which is unseen."""
     out = []
     for g in groups:
         cells = g.cells()
@@ -185,17 +203,19 @@ def holds_up(groups: list[Group]) -> list[dict]:
             if not decomposer.startswith("rl-"):
                 continue
             solvers = [s for d, s in cells if d == decomposer]
-            train = trained_on(str(g.config.get("train_solver", "")), solvers)
-            unseen = [s for s in solvers if s != train]
+            train = trained_with(str(g.config.get("train_solver", "")), solvers)
+            unseen = [s for s in solvers if s not in train]
             acc = {s: _stat(cells[decomposer, s]) for s in solvers}
             start = dynamic_label("sft") if decomposer.endswith(dynamic_label("")) else "sft"
             sft = {s: _stat(cells.get((start, s), [])) for s in solvers}
-            row = {"group": g.label, "decomposer": decomposer, "train_solver": train, "seeds": len(g.runs)}
-            row["trained"] = acc.get(train) and acc[train][0]
+            row = {"group": g.label, "decomposer": decomposer, "train_solver": " + ".join(train), "seeds": len(g.runs)}
+            scored = all(acc.get(s) for s in train)
+            row["trained"] = mean(acc[s][0] for s in train) if scored else None
             known = [s for s in unseen if acc[s] is not None]
             row["unseen"] = mean(acc[s][0] for s in known) if known else None
             both = [s for s in known if sft[s] is not None]
-            gain_train = (acc[train][0] - sft[train][0]) if acc.get(train) and sft.get(train) else None
+            paired = scored and all(sft.get(s) for s in train)
+            gain_train = mean(acc[s][0] - sft[s][0] for s in train) if paired else None
             gain_unseen = mean(acc[s][0] - sft[s][0] for s in both) if both else None
             row["gain_trained"], row["gain_unseen"] = gain_train, gain_unseen
             row["transfer"] = gain_unseen / gain_train if gain_train and gain_unseen is not None else None
