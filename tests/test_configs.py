@@ -14,10 +14,12 @@ import pytest
 import yaml
 from conftest import Served
 
+from rlrefine.core.format import decomposer_instruction
 from rlrefine.core.registry import parse_spec
 from rlrefine.data import load_split
 from rlrefine.engines.models import resolve
 from rlrefine.train import main, parse_pipeline
+from rlrefine.training.settings import subquestion_cap
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
@@ -133,7 +135,8 @@ def test_config_runs_end_to_end_as_its_cpu_standin(config, tmp_path, request):
 
 def test_gsm8k_grpo_config_parses_with_the_training_entry_point():
     args, trl_args, model_args = parse_pipeline(["--config", str(ROOT / "configs" / "gsm8k_grpo.yaml")])
-    assert args.data == "gsm8k" and args.algorithm == "grpo" and args.instruction is None
+    assert args.data == "gsm8k" and args.algorithm == "grpo"
+    assert args.instruction == decomposer_instruction(subquestion_cap(args.rewards))  # instruction: null, the run's cap
     assert model_args.use_peft and model_args.lora_r == 16
     assert trl_args.use_vllm and trl_args.vllm_mode == "colocate"
     assert parse_spec("solver", args.train_solver)[0] == "openai"

@@ -158,6 +158,7 @@ def test_the_pipeline_settings_are_its_concerns_and_sft_shares_data_and_teacher(
     ``rlrefine sft`` parses the same data and teacher concerns (``--domain`` still reads as ``--train_domain``)."""
     from dataclasses import fields
 
+    from rlrefine.core.format import decomposer_instruction
     from rlrefine.core.settings import parse_config
     from rlrefine.training import settings
     from rlrefine.training.sft import SFTArgs
@@ -176,7 +177,8 @@ def test_the_pipeline_settings_are_its_concerns_and_sft_shares_data_and_teacher(
         assert (script.train_domain, script.instruction) == ("money", None)
     args = settings.PipelineArgs(train_domain="money", train_limit=5, teacher="oracle", instruction=None)
     assert settings.concern(args, settings.DataArgs) == {"data": "world", "train_limit": 5, "train_domain": "money"}
-    assert settings.concern(args, settings.TeacherArgs) == {"teacher": "oracle", "instruction": None}
+    paper = decomposer_instruction(3)  # instruction: null is the paper's with the run's cap (the default rewards': 3)
+    assert settings.concern(args, settings.TeacherArgs) == {"teacher": "oracle", "instruction": paper}
 
 
 @pytest.mark.parametrize(
