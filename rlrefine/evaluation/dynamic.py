@@ -135,23 +135,17 @@ def converse(
                 going.append(i)
             elif not reply.error and not parse(reply.text, None).parseable:
                 closing[i] = reply.text.strip()
-        active = _solve(solver, rows, histories, going, spent, errors, last)
+        _solve(solver, rows, going, [[q for q, _ in histories[i]] for i in going], spent, errors, last)
+        for i in going:  # the answer shown next round
+            histories[i][-1] = (histories[i][-1][0], _shown(last[i], len(histories[i])))
+        active = [i for i in going if errors[i] is None]
         if not active:
             break
     texts = [written(h, c) for h, c in zip(histories, closing)]
     # the final answer is the solver's on the decomposition as written, when that is not what the last round asked:
     # nothing asked (a direct solve), or prose at the end, whose lines reach the solver as a static decomposer's do
-    final = [
-        i
-        for i, (h, text) in enumerate(zip(histories, texts))
-        if errors[i] is None and (not h or parse(text, None).subquestions != tuple(q for q, _ in h))
-    ]
-    if final:
-        asked = [list(parse(texts[i], None).subquestions) for i in final]
-        for i, result in zip(final, solve_unique(solver, [rows[i] for i in final], asked)):
-            spent[i][0] += result.prompt_tokens
-            spent[i][1] += result.completion_tokens
-            last[i], errors[i] = result, result.error
+    final = [i for i, h in enumerate(histories) if errors[i] is None and (not h or closing[i])]
+    _solve(solver, rows, final, [list(parse(texts[i], None).subquestions) for i in final], spent, errors, last)
     decomposed = [Decomposed(text, t[0], t[1], reason) for text, t, reason in zip(texts, tokens, failed)]
     return decomposed, [_result(last[i], spent[i], errors[i]) for i in range(len(rows))], histories
 
@@ -171,19 +165,15 @@ def written(history: History, closing: str | None = None) -> str:
     return "\n".join([render(asked)] * bool(asked) + [closing] * bool(closing))
 
 
-def _solve(solver, rows, histories, todo, spent, errors, last) -> list[int]:
-    """One batched solver call on each problem's sub-questions so far; records the answer shown next round and
-    returns the problems that go on (those the solver did not fail on)."""
+def _solve(solver, rows, todo, asked, spent, errors, last) -> None:
+    """One batched solver call on the problems in ``todo``, each on its sub-questions in ``asked``: adds its tokens
+    and keeps its result (and error) as the problem's last."""
     if not todo:
-        return []
-    results = solve_unique(solver, [rows[i] for i in todo], [[q for q, _ in histories[i]] for i in todo])
-    for i, result in zip(todo, results):
+        return
+    for i, result in zip(todo, solve_unique(solver, [rows[i] for i in todo], asked)):
         spent[i][0] += result.prompt_tokens
         spent[i][1] += result.completion_tokens
         last[i], errors[i] = result, result.error
-        if histories[i]:
-            histories[i][-1] = (histories[i][-1][0], _shown(result, len(histories[i])))
-    return [i for i in todo if errors[i] is None]
 
 
 def _result(result: SolveResult | None, spent: list[int], error: str | None) -> SolveResult:
